@@ -1,0 +1,85 @@
+"""The application factory: `create_app(settings, config)`.
+
+The app holds no import-time state: everything live (pooled upstream clients,
+simulated upstreams, the model index) is built in the lifespan from the settings and
+config it is given, which is what lets tests start many gateways in one process.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp
+
+from gateway.config import GatewayConfig
+from gateway.errors import GatewayError, error_response
+from gateway.middleware import RequestIdMiddleware
+from gateway.routes.chat import chat_completions
+from gateway.routes.embeddings import embeddings
+from gateway.routes.generation import generation, health
+from gateway.routes.models import list_models
+from gateway.runtime import build_runtime
+from gateway.settings import Settings
+
+log = logging.getLogger("gateway")
+
+
+async def _gateway_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, GatewayError)
+    return error_response(exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    message = "no such endpoint" if exc.status_code == 404 else str(exc.detail)
+    return error_response(GatewayError(exc.status_code, f"{message}: {request.method} {request.url.path}"))
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(GatewayError(500, "internal error in the gateway", code="internal_error"))
+
+
+def create_app(settings: Settings, config: GatewayConfig) -> ASGIApp:
+    """The ASGI app; the request-id middleware wraps everything so even a 500 carries the id."""
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        runtime = await build_runtime(settings, config)
+        app.state.runtime = runtime
+        for group in runtime.models.values():
+            for d in group.deployments:
+                log.info(
+                    "model %s -> %s%s ($%.4g/$%.4g per Mtok, %s)",
+                    group.name,
+                    d.id,
+                    " [SIMULATED]" if d.simulated else "",
+                    d.input_price_per_mtok,
+                    d.output_price_per_mtok,
+                    d.price_source,
+                )
+        try:
+            yield
+        finally:
+            await runtime.aclose()
+
+    routes = [
+        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+        Route("/v1/embeddings", embeddings, methods=["POST"]),
+        Route("/v1/models", list_models, methods=["GET"]),
+        Route("/v1/generation", generation, methods=["GET"]),
+        Route("/health", health, methods=["GET"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        exception_handlers={GatewayError: _gateway_error, HTTPException: _http_error, Exception: _unexpected},
+        lifespan=lifespan,
+    )
+    return RequestIdMiddleware(app)

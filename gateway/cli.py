@@ -1,0 +1,94 @@
+"""The `gateway` command: `gateway serve` (and, as they arrive, keys and db commands)."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import sys
+from pathlib import Path
+
+from gateway.config import DEMO_CONFIG_PATH, ConfigError, load_config
+from gateway.settings import Settings
+
+log = logging.getLogger("gateway")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+
+
+def serve(args: argparse.Namespace) -> int:
+    settings = Settings()
+    _configure_logging(settings.log_level)
+    path: Path = args.config or settings.config_path or DEMO_CONFIG_PATH
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 2
+    if not settings.auth_enabled and not is_loopback(args.host):
+        print(
+            f"gateway: refusing to listen on {args.host}: GATEWAY_ADMIN_KEY is not set, so the gateway would be "
+            "open to anyone who can reach it. Set GATEWAY_ADMIN_KEY, or listen on 127.0.0.1.",
+            file=sys.stderr,
+        )
+        return 2
+    import uvicorn
+
+    from gateway.app import create_app
+
+    if path == DEMO_CONFIG_PATH:
+        log.warning("no config given: using the demo config, where every provider is SIMULATED on loopback")
+    log.info(
+        "gateway on http://%s:%d/v1 (config %s, auth %s)",
+        args.host,
+        args.port,
+        path,
+        "on" if settings.auth_enabled else "off",
+    )
+    uvicorn.run(
+        create_app(settings, config),
+        host=args.host,
+        port=args.port,
+        loop="uvloop",
+        http="httptools",
+        log_level=settings.log_level.lower(),
+        access_log=args.access_log,
+        timeout_graceful_shutdown=30,
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gateway", description="An OpenAI-compatible LLM routing gateway.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve_cmd = commands.add_parser("serve", help="run the gateway")
+    serve_cmd.add_argument(
+        "--config", type=Path, default=None, help="YAML config (default: $GATEWAY_CONFIG or the demo)"
+    )
+    serve_cmd.add_argument("--host", default="127.0.0.1")
+    serve_cmd.add_argument("--port", type=int, default=8080)
+    serve_cmd.add_argument("--access-log", action="store_true", help="log every request line")
+    serve_cmd.set_defaults(handler=serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.handler(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,60 @@
+"""What the gateway remembers about each finished request.
+
+A `RequestRecord` is produced once per request, after its response, and handed to
+every registered sink (the generation store behind `/v1/generation`, the ledger).
+Sinks must not block: they enqueue, and write elsewhere.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    request_id: str
+    model: str
+    created_at: float = field(default_factory=time.time)
+    key_id: str | None = None
+    deployment: str | None = None
+    provider: str | None = None
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    usage_estimated: bool = False
+    cost_usd: float = 0.0
+    latency_ms: float = 0.0
+    ttft_ms: float | None = None
+    status: int = 200
+    finish_reason: str | None = None
+    streamed: bool = False
+    cancelled: bool = False
+    error: str | None = None
+    policy: str | None = None
+    kind: str = "chat"
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class RecordSink(Protocol):
+    def record(self, record: RequestRecord) -> None: ...
+
+
+class RecentRecords:
+    """The last `capacity` records by request id, in memory (one replica's view)."""
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        self._capacity = capacity
+        self._records: OrderedDict[str, RequestRecord] = OrderedDict()
+
+    def record(self, record: RequestRecord) -> None:
+        self._records[record.request_id] = record
+        if len(self._records) > self._capacity:
+            self._records.popitem(last=False)
+
+    def get(self, request_id: str) -> RequestRecord | None:
+        return self._records.get(request_id)

@@ -1,0 +1,97 @@
+"""Reading and validating request bodies.
+
+The body is read with a hard size cap (checked against Content-Length first, then
+while reading, so an oversized upload is refused without being buffered), parsed
+with orjson, and checked against the fields the gateway relies on. The original dict
+is what gets forwarded: unknown fields pass through to the upstream untouched.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.requests import Request
+
+from gateway.errors import GatewayError
+
+JSON = dict[str, Any]
+
+
+async def read_json_object(request: Request, max_bytes: int) -> JSON:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise _too_large(max_bytes)
+    parts: list[bytes] = []
+    size = 0
+    async for part in request.stream():
+        size += len(part)
+        if size > max_bytes:
+            raise _too_large(max_bytes)
+        parts.append(part)
+    raw = b"".join(parts)
+    if not raw.strip():
+        raise GatewayError(400, "the request body is empty; send a JSON object", code="invalid_json")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise GatewayError(400, f"the request body is not valid JSON: {exc}", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise GatewayError(400, "the request body must be a JSON object", code="invalid_json")
+    return body
+
+
+def _too_large(max_bytes: int) -> GatewayError:
+    return GatewayError(
+        413, f"the request body is larger than the limit of {max_bytes} bytes", code="request_too_large"
+    )
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class ChatMessage(_Open):
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: str | list[Any] | None = None
+
+
+class StreamOptions(_Open):
+    include_usage: bool | None = None
+
+
+class ChatCompletionRequest(_Open):
+    model: str = Field(min_length=1)
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool | None = None
+    stream_options: StreamOptions | None = None
+    n: int | None = Field(None, ge=1, le=128)
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, ge=0, le=1)
+    models: list[str] | None = None
+    provider: dict[str, Any] | None = None
+
+
+class EmbeddingsRequest(_Open):
+    model: str = Field(min_length=1)
+    input: str | list[Any] = Field(min_length=1)
+
+
+def _param(loc: tuple[Any, ...]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def validate(schema: type[BaseModel], body: JSON) -> None:
+    """Raise a 400 naming the first offending field (OpenAI's `param`)."""
+    try:
+        schema.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        param = _param(tuple(first["loc"]))
+        raise GatewayError(400, f"invalid request: {param}: {first['msg']}", param=param or None) from None

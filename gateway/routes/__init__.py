@@ -1,0 +1,1 @@
+"""HTTP routes: thin handlers that parse, delegate to the router, and shape the answer."""

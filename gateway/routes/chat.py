@@ -1,0 +1,166 @@
+"""`POST /v1/chat/completions`: non-streaming and streaming."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import orjson
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway.accounting import estimate_usage, usage_payload
+from gateway.auth import authenticate
+from gateway.errors import GatewayError, from_all_failed, from_provider_error
+from gateway.records import RequestRecord
+from gateway.request_body import ChatCompletionRequest, read_json_object, validate
+from gateway.runtime import Runtime
+from gateway.streaming import StreamContext, relay
+from providers.errors import ProviderError
+from router_policies.attempts import AllAttemptsFailed, AttemptLog
+from router_policies.deployment import ModelGroup
+from router_policies.executor import complete, start_stream
+
+# Fields that steer the gateway itself and must not reach an upstream.
+_GATEWAY_FIELDS = ("provider", "models")
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def _keep_alive() -> ServerSentEvent:
+    return ServerSentEvent(comment="keep-alive")
+
+
+def resolve_model(runtime: Runtime, name: Any) -> ModelGroup:
+    group = runtime.models.get(name) if isinstance(name, str) else None
+    if group is None:
+        raise GatewayError(
+            404,
+            f"the model {name!r} does not exist on this gateway; GET /v1/models lists the available ones",
+            code="model_not_found",
+            param="model",
+        )
+    return group
+
+
+def upstream_body(body: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in body.items() if k not in _GATEWAY_FIELDS}
+
+
+async def chat_completions(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    principal = authenticate(request, runtime.settings)
+    body = await read_json_object(request, runtime.settings.max_body_bytes)
+    validate(ChatCompletionRequest, body)
+    group = resolve_model(runtime, body["model"])
+    request_id: str = request.state.request_id
+    record = RequestRecord(request_id=request_id, model=group.name, key_id=principal.key_id)
+    plan = list(group.deployments)
+    if body.get("stream"):
+        return await _stream(runtime, group.name, plan, body, record)
+    return await _complete(runtime, group.name, plan, body, record)
+
+
+async def _complete(
+    runtime: Runtime, model: str, plan: list[Any], body: dict[str, Any], record: RequestRecord
+) -> Response:
+    started_at = time.monotonic()
+    log = AttemptLog()
+    try:
+        result, deployment = await complete(plan, upstream_body(body), log)
+    except AllAttemptsFailed as failure:
+        _fail(runtime, record, log, started_at, failure.last_error)
+        raise from_all_failed(failure, model) from None
+    except ProviderError as error:
+        _fail(runtime, record, log, started_at, error)
+        raise from_provider_error(error) from None
+    answer = result.body
+    usage = result.usage
+    if usage is None:
+        completion = "".join(
+            str((c.get("message") or {}).get("content") or "")
+            for c in answer.get("choices", [])
+            if isinstance(c, dict)
+        )
+        usage = await estimate_usage(deployment.model, body.get("messages", []), completion)
+    answer["id"] = record.request_id
+    answer["model"] = model
+    answer["provider"] = deployment.provider
+    answer["usage"] = usage_payload(usage, deployment, answer.get("usage"))
+    choices = answer.get("choices") or [{}]
+    record.deployment, record.provider = deployment.id, deployment.provider
+    record.prompt_tokens, record.completion_tokens = usage.prompt_tokens, usage.completion_tokens
+    record.usage_estimated = usage.estimated
+    record.cost_usd = answer["usage"]["cost"]
+    record.finish_reason = choices[0].get("finish_reason") if isinstance(choices[0], dict) else None
+    record.latency_ms = record.ttft_ms = (time.monotonic() - started_at) * 1000
+    record.attempts = [a.as_dict() for a in log.attempts]
+    runtime.finish(record)
+    return Response(
+        orjson.dumps(answer), media_type="application/json", headers={"x-gateway-route": log.route_header()}
+    )
+
+
+def _fail(
+    runtime: Runtime, record: RequestRecord, log: AttemptLog, started_at: float, error: ProviderError | None
+) -> None:
+    record.status = 502
+    record.error = error.error_type if error else "no_deployment"
+    record.latency_ms = (time.monotonic() - started_at) * 1000
+    record.attempts = [a.as_dict() for a in log.attempts]
+    runtime.finish(record)
+
+
+async def _stream(
+    runtime: Runtime, model: str, plan: list[Any], body: dict[str, Any], record: RequestRecord
+) -> Response:
+    """Wait up to one keep-alive interval for the stream to start before committing to 200.
+
+    If every deployment fails quickly the client gets a real HTTP error status; if the
+    first token is slow, the 200 and keep-alive comments go out, and a later total
+    failure arrives as an error chunk.
+    """
+    started_at = time.monotonic()
+    client_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    forwarded = upstream_body(body)
+    forwarded["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+    log = AttemptLog()
+    record.streamed = True
+    opening = asyncio.ensure_future(start_stream(plan, forwarded, log))
+    keepalive_s = runtime.settings.keepalive_interval_s
+    try:
+        await asyncio.wait_for(asyncio.shield(opening), timeout=keepalive_s)
+    except TimeoutError:
+        pass
+    except AllAttemptsFailed as failure:
+        _fail(runtime, record, log, started_at, failure.last_error)
+        raise from_all_failed(failure, model) from None
+    except ProviderError as error:
+        _fail(runtime, record, log, started_at, error)
+        raise from_provider_error(error) from None
+    except BaseException:
+        opening.cancel()
+        raise
+    ctx = StreamContext(
+        request_id=record.request_id,
+        model=model,
+        created=int(time.time()),
+        messages=body.get("messages", []),
+        client_wants_usage=client_usage,
+        record=record,
+        log=log,
+        started_at=started_at,
+        finish=runtime.finish,
+    )
+    headers = dict(SSE_HEADERS)
+    if opening.done():
+        headers["x-gateway-route"] = log.route_header()
+    return EventSourceResponse(
+        relay(ctx, opening),
+        headers=headers,
+        ping=keepalive_s,
+        ping_message_factory=_keep_alive,
+        sep="\n",
+    )

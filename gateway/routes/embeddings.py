@@ -1,0 +1,56 @@
+"""`POST /v1/embeddings`, forwarded like chat: same routing, failover and costing."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway.accounting import usage_payload
+from gateway.auth import authenticate
+from gateway.errors import from_all_failed, from_provider_error
+from gateway.records import RequestRecord
+from gateway.request_body import EmbeddingsRequest, read_json_object, validate
+from gateway.routes.chat import resolve_model, upstream_body
+from gateway.runtime import Runtime
+from providers.errors import ProviderError
+from providers.types import Usage
+from router_policies.attempts import AllAttemptsFailed, AttemptLog
+from router_policies.executor import embed
+
+
+async def embeddings(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    principal = authenticate(request, runtime.settings)
+    body = await read_json_object(request, runtime.settings.max_body_bytes)
+    validate(EmbeddingsRequest, body)
+    group = resolve_model(runtime, body["model"])
+    record = RequestRecord(
+        request_id=request.state.request_id, model=group.name, key_id=principal.key_id, kind="embeddings"
+    )
+    started_at = time.monotonic()
+    log = AttemptLog()
+    try:
+        result, deployment = await embed(list(group.deployments), upstream_body(body), log)
+    except (AllAttemptsFailed, ProviderError) as failure:
+        record.status = 502
+        record.attempts = [a.as_dict() for a in log.attempts]
+        runtime.finish(record)
+        if isinstance(failure, AllAttemptsFailed):
+            raise from_all_failed(failure, group.name) from None
+        raise from_provider_error(failure) from None
+    usage = result.usage or Usage(estimated=True)
+    answer = result.body
+    answer["model"] = group.name
+    answer["provider"] = deployment.provider
+    answer["usage"] = usage_payload(usage, deployment, answer.get("usage"))
+    record.deployment, record.provider = deployment.id, deployment.provider
+    record.prompt_tokens, record.cost_usd = usage.prompt_tokens, answer["usage"]["cost"]
+    record.latency_ms = (time.monotonic() - started_at) * 1000
+    record.attempts = [a.as_dict() for a in log.attempts]
+    runtime.finish(record)
+    return Response(
+        orjson.dumps(answer), media_type="application/json", headers={"x-gateway-route": log.route_header()}
+    )

@@ -1,0 +1,29 @@
+"""`GET /v1/generation?id=…`: the stored record of a finished request (OpenRouter has the same)."""
+
+from __future__ import annotations
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway.auth import authenticate
+from gateway.errors import GatewayError
+from gateway.runtime import Runtime
+
+
+async def generation(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    authenticate(request, runtime.settings)
+    request_id = request.query_params.get("id")
+    if not request_id:
+        raise GatewayError(400, "the query parameter 'id' is required", param="id")
+    record = runtime.recent.get(request_id)
+    if record is None:
+        raise GatewayError(
+            404, f"no finished request with id {request_id!r}", code="generation_not_found", param="id"
+        )
+    return Response(orjson.dumps({"data": record.as_dict()}), media_type="application/json")
+
+
+async def health(request: Request) -> Response:
+    return Response(b'{"status":"ok"}', media_type="application/json")

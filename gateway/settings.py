@@ -1,0 +1,39 @@
+"""Process settings from the environment (pydantic-settings).
+
+Deployment-shaped things (providers, models, prices) live in the YAML config; what
+differs between one machine and a fleet of replicas — where the database, Redis and
+Qdrant are, the admin key — comes from the environment, so the same config file runs
+on a laptop and behind a load balancer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/gateway.db"
+
+
+def _env(name: str) -> AliasChoices:
+    return AliasChoices(name, name.lower())
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    database_url: str = Field(DEFAULT_DATABASE_URL, validation_alias=_env("DATABASE_URL"))
+    redis_url: str | None = Field(None, validation_alias=_env("REDIS_URL"))
+    qdrant_url: str | None = Field(None, validation_alias=_env("QDRANT_URL"))
+    admin_key: SecretStr | None = Field(None, validation_alias=_env("GATEWAY_ADMIN_KEY"))
+    config_path: Path | None = Field(None, validation_alias=_env("GATEWAY_CONFIG"))
+    max_body_bytes: int = Field(10 * 1024 * 1024, gt=0, validation_alias=_env("GATEWAY_MAX_BODY_BYTES"))
+    keepalive_interval_s: float = Field(5.0, gt=0, validation_alias=_env("GATEWAY_KEEPALIVE_S"))
+    http_client: Literal["aiohttp", "httpx"] = Field("aiohttp", validation_alias=_env("GATEWAY_HTTP_CLIENT"))
+    log_level: str = Field("info", validation_alias=_env("GATEWAY_LOG_LEVEL"))
+
+    @property
+    def auth_enabled(self) -> bool:
+        return self.admin_key is not None and bool(self.admin_key.get_secret_value())

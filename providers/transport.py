@@ -1,0 +1,378 @@
+"""All upstream HTTP I/O, behind one small interface.
+
+Everything the adapters send goes through a `Transport`: one pooled client per
+upstream origin, opened once in the app's lifespan and never per request. Two
+implementations exist so the client library can be chosen by measurement
+(`bench/added_latency.py`): aiohttp (the default: about 1 ms less added latency per
+call on this class of machine) and httpx. This module is also the one place where
+those libraries' exceptions are translated into `providers.errors`.
+
+Deadlines are enforced here with asyncio timeouts rather than each library's own
+knobs, so both transports mean the same thing by connect, first-byte, idle and total.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
+
+import aiohttp
+import httpx
+
+from providers.errors import (
+    ProviderError,
+    UpstreamConnectError,
+    UpstreamProtocolError,
+    UpstreamTimeout,
+)
+from providers.types import Timeouts
+
+_READ_SIZE = 64 * 1024
+
+
+@dataclass(slots=True)
+class RawResponse:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+class RawStream(Protocol):
+    """An upstream response whose body is still to be read, chunk by chunk."""
+
+    status: int
+    headers: dict[str, str]
+
+    def chunks(self) -> AsyncIterator[bytes]: ...
+
+    async def read_all(self) -> bytes: ...
+
+    async def aclose(self) -> None: ...
+
+
+class Transport(Protocol):
+    async def post(
+        self, url: str, body: bytes, headers: dict[str, str], timeouts: Timeouts, provider: str
+    ) -> RawResponse: ...
+
+    async def open_stream(
+        self, url: str, body: bytes, headers: dict[str, str], timeouts: Timeouts, provider: str
+    ) -> RawStream: ...
+
+    async def get(
+        self, url: str, headers: dict[str, str], timeouts: Timeouts, provider: str
+    ) -> RawResponse: ...
+
+    async def aclose(self) -> None: ...
+
+
+class _Deadline:
+    """Tracks the total deadline of one call and hands out per-read timeouts."""
+
+    __slots__ = ("_end", "idle_s", "provider")
+
+    def __init__(self, timeouts: Timeouts, provider: str) -> None:
+        self._end = time.monotonic() + timeouts.total_timeout_ms / 1000
+        self.idle_s = timeouts.idle_timeout_ms / 1000
+        self.provider = provider
+
+    def next_read(self) -> tuple[float, str]:
+        remaining = self._end - time.monotonic()
+        if remaining <= 0:
+            raise UpstreamTimeout("total timeout exceeded", provider=self.provider, phase="total")
+        return (remaining, "total") if remaining < self.idle_s else (self.idle_s, "idle")
+
+    def first_byte(self, first_byte_s: float) -> tuple[float, str]:
+        remaining = self._end - time.monotonic()
+        return (remaining, "total") if remaining < first_byte_s else (first_byte_s, "first_byte")
+
+
+def _timeout_error(phase: str, provider: str) -> UpstreamTimeout:
+    return UpstreamTimeout(f"no answer within the {phase} timeout", provider=provider, phase=phase)
+
+
+# --------------------------------------------------------------------------- aiohttp
+
+
+def _translate_aiohttp(exc: BaseException, provider: str) -> ProviderError:
+    if isinstance(exc, ProviderError):
+        return exc
+    if isinstance(exc, aiohttp.ServerTimeoutError | aiohttp.ConnectionTimeoutError):
+        return UpstreamTimeout("connect timeout", provider=provider, phase="connect")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return UpstreamConnectError("could not connect to the upstream", provider=provider)
+    if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError):
+        return UpstreamProtocolError("the upstream closed the connection mid-response", provider=provider)
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return UpstreamProtocolError("the upstream sent an invalid HTTP response", provider=provider)
+    if isinstance(exc, aiohttp.ClientOSError | ConnectionError):
+        return UpstreamConnectError("the connection to the upstream failed", provider=provider)
+    if isinstance(exc, aiohttp.ClientError):
+        return UpstreamProtocolError("upstream HTTP error", provider=provider)
+    return UpstreamProtocolError(f"upstream transport failure ({type(exc).__name__})", provider=provider)
+
+
+class _AiohttpStream:
+    __slots__ = ("_closed", "_deadline", "_response", "headers", "status")
+
+    def __init__(self, response: aiohttp.ClientResponse, deadline: _Deadline) -> None:
+        self._response = response
+        self._deadline = deadline
+        self._closed = False
+        self.status = response.status
+        self.headers = {k.lower(): v for k, v in response.headers.items()}
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        content = self._response.content
+        provider = self._deadline.provider
+        while True:
+            wait_s, phase = self._deadline.next_read()
+            try:
+                async with asyncio.timeout(wait_s):
+                    data = await content.readany()
+            except TimeoutError:
+                raise _timeout_error(phase, provider) from None
+            except (aiohttp.ClientError, OSError) as exc:
+                raise _translate_aiohttp(exc, provider) from None
+            if not data:
+                return
+            yield data
+
+    async def read_all(self) -> bytes:
+        parts = [chunk async for chunk in self.chunks()]
+        return b"".join(parts)
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._response.content.at_eof():
+            self._response.release()
+        else:
+            # Unread body: drop the connection so the upstream sees the close at once.
+            self._response.close()
+
+
+class AiohttpTransport:
+    """One `aiohttp.ClientSession` (and its connection pool) for one upstream origin."""
+
+    def __init__(self, max_connections: int = 1000) -> None:
+        self._connector_limit = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                limit=self._connector_limit, ttl_dns_cache=300, keepalive_timeout=30
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=aiohttp.ClientTimeout(total=None), auto_decompress=True
+            )
+        return self._session
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        body: bytes | None,
+        headers: dict[str, str],
+        timeouts: Timeouts,
+        provider: str,
+    ) -> tuple[aiohttp.ClientResponse, _Deadline]:
+        deadline = _Deadline(timeouts, provider)
+        wait_s, phase = deadline.first_byte(timeouts.first_byte_timeout_ms / 1000)
+        client_timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect_timeout_ms / 1000)
+        try:
+            async with asyncio.timeout(wait_s):
+                response = await self._client().request(
+                    method, url, data=body, headers=headers, timeout=client_timeout
+                )
+        except TimeoutError:
+            raise _timeout_error(phase, provider) from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise _translate_aiohttp(exc, provider) from None
+        return response, deadline
+
+    async def open_stream(
+        self, url: str, body: bytes, headers: dict[str, str], timeouts: Timeouts, provider: str
+    ) -> RawStream:
+        response, deadline = await self._send("POST", url, body, headers, timeouts, provider)
+        return _AiohttpStream(response, deadline)
+
+    async def post(
+        self, url: str, body: bytes, headers: dict[str, str], timeouts: Timeouts, provider: str
+    ) -> RawResponse:
+        stream = await self.open_stream(url, body, headers, timeouts, provider)
+        try:
+            data = await stream.read_all()
+        finally:
+            await stream.aclose()
+        return RawResponse(stream.status, stream.headers, data)
+
+    async def get(self, url: str, headers: dict[str, str], timeouts: Timeouts, provider: str) -> RawResponse:
+        response, deadline = await self._send("GET", url, None, headers, timeouts, provider)
+        stream = _AiohttpStream(response, deadline)
+        try:
+            data = await stream.read_all()
+        finally:
+            await stream.aclose()
+        return RawResponse(stream.status, stream.headers, data)
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+# --------------------------------------------------------------------------- httpx
+
+
+def _translate_httpx(exc: BaseException, provider: str) -> ProviderError:
+    if isinstance(exc, ProviderError):
+        return exc
+    if isinstance(exc, httpx.ConnectTimeout):
+        return UpstreamTimeout("connect timeout", provider=provider, phase="connect")
+    if isinstance(exc, httpx.ConnectError):
+        return UpstreamConnectError("could not connect to the upstream", provider=provider)
+    if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError):
+        return UpstreamProtocolError("the upstream closed the connection mid-response", provider=provider)
+    if isinstance(exc, httpx.TimeoutException):
+        return UpstreamTimeout("upstream timeout", provider=provider, phase="total")
+    if isinstance(exc, httpx.HTTPError):
+        return UpstreamProtocolError("upstream HTTP error", provider=provider)
+    return UpstreamProtocolError(f"upstream transport failure ({type(exc).__name__})", provider=provider)
+
+
+class _HttpxStream:
+    __slots__ = ("_closed", "_deadline", "_response", "headers", "status")
+
+    def __init__(self, response: httpx.Response, deadline: _Deadline) -> None:
+        self._response = response
+        self._deadline = deadline
+        self._closed = False
+        self.status = response.status_code
+        self.headers = {k.lower(): v for k, v in response.headers.items()}
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        iterator = self._response.aiter_bytes().__aiter__()
+        provider = self._deadline.provider
+        while True:
+            wait_s, phase = self._deadline.next_read()
+            try:
+                async with asyncio.timeout(wait_s):
+                    data = await iterator.__anext__()
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                raise _timeout_error(phase, provider) from None
+            except (httpx.HTTPError, OSError) as exc:
+                raise _translate_httpx(exc, provider) from None
+            if data:
+                yield data
+
+    async def read_all(self) -> bytes:
+        parts = [chunk async for chunk in self.chunks()]
+        return b"".join(parts)
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await self._response.aclose()
+
+
+class HttpxTransport:
+    """One `httpx.AsyncClient` (and its connection pool) for one upstream origin."""
+
+    def __init__(self, max_connections: int = 1000) -> None:
+        self._client = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=100),
+            timeout=httpx.Timeout(None),
+        )
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        body: bytes | None,
+        headers: dict[str, str],
+        timeouts: Timeouts,
+        provider: str,
+    ) -> tuple[httpx.Response, _Deadline]:
+        deadline = _Deadline(timeouts, provider)
+        wait_s, phase = deadline.first_byte(timeouts.first_byte_timeout_ms / 1000)
+        request = self._client.build_request(
+            method,
+            url,
+            content=body,
+            headers=headers,
+            timeout=httpx.Timeout(None, connect=timeouts.connect_timeout_ms / 1000),
+        )
+        try:
+            async with asyncio.timeout(wait_s):
+                response = await self._client.send(request, stream=True)
+        except TimeoutError:
+            raise _timeout_error(phase, provider) from None
+        except (httpx.HTTPError, OSError) as exc:
+            raise _translate_httpx(exc, provider) from None
+        return response, deadline
+
+    async def open_stream(
+        self, url: str, body: bytes, headers: dict[str, str], timeouts: Timeouts, provider: str
+    ) -> RawStream:
+        response, deadline = await self._send("POST", url, body, headers, timeouts, provider)
+        return _HttpxStream(response, deadline)
+
+    async def post(
+        self, url: str, body: bytes, headers: dict[str, str], timeouts: Timeouts, provider: str
+    ) -> RawResponse:
+        stream = await self.open_stream(url, body, headers, timeouts, provider)
+        try:
+            data = await stream.read_all()
+        finally:
+            await stream.aclose()
+        return RawResponse(stream.status, stream.headers, data)
+
+    async def get(self, url: str, headers: dict[str, str], timeouts: Timeouts, provider: str) -> RawResponse:
+        response, deadline = await self._send("GET", url, None, headers, timeouts, provider)
+        stream = _HttpxStream(response, deadline)
+        try:
+            data = await stream.read_all()
+        finally:
+            await stream.aclose()
+        return RawResponse(stream.status, stream.headers, data)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+TRANSPORTS = {"aiohttp": AiohttpTransport, "httpx": HttpxTransport}
+
+
+class TransportPool:
+    """Hands out one transport per upstream origin, created on first use, closed together.
+
+    Creation happens while the app starts (adapters ask for theirs in the lifespan), so
+    no client is ever built on a request's path.
+    """
+
+    def __init__(self, kind: str = "aiohttp", max_connections: int = 1000) -> None:
+        if kind not in TRANSPORTS:
+            raise ValueError(f"unknown HTTP client {kind!r}; choose one of {sorted(TRANSPORTS)}")
+        self.kind = kind
+        self._max_connections = max_connections
+        self._by_origin: dict[str, Transport] = {}
+
+    def for_url(self, url: str) -> Transport:
+        origin = str(httpx.URL(url).copy_with(path="/", query=None, fragment=None))
+        transport = self._by_origin.get(origin)
+        if transport is None:
+            transport = TRANSPORTS[self.kind](self._max_connections)
+            self._by_origin[origin] = transport
+        return transport
+
+    async def aclose(self) -> None:
+        transports, self._by_origin = list(self._by_origin.values()), {}
+        await asyncio.gather(*(t.aclose() for t in transports), return_exceptions=True)

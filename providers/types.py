@@ -1,0 +1,128 @@
+"""Neutral request/response types shared by every adapter.
+
+Bodies stay plain dicts in OpenAI's wire shape: the gateway passes unknown fields
+through to upstreams, so a typed model of the whole body would either drop them or
+cost a copy on every request. What the router and the ledger need is lifted into
+small typed objects (`Usage`, `RateLimitInfo`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+JSON = dict[str, Any]
+
+
+@dataclass(slots=True)
+class Timeouts:
+    """Deadlines for one upstream call, in milliseconds.
+
+    The defaults are generous because a long prompt on a slow or busy model can take
+    well over a minute before its first token.
+    """
+
+    connect_timeout_ms: float = 10_000
+    first_byte_timeout_ms: float = 120_000
+    idle_timeout_ms: float = 60_000
+    total_timeout_ms: float = 600_000
+
+
+@dataclass(slots=True)
+class RateLimitInfo:
+    """What the upstream told us about its limits (`x-ratelimit-*`, `retry-after`)."""
+
+    limit_requests: int | None = None
+    remaining_requests: int | None = None
+    limit_tokens: int | None = None
+    remaining_tokens: int | None = None
+    reset_requests_s: float | None = None
+    reset_tokens_s: float | None = None
+    retry_after_s: float | None = None
+
+    def is_empty(self) -> bool:
+        return all(getattr(self, name) is None for name in self.__slots__)  # type: ignore[attr-defined]
+
+
+@dataclass(slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    estimated: bool = False
+    extra: JSON = field(default_factory=dict)
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    @classmethod
+    def from_openai(cls, usage: JSON | None) -> Usage | None:
+        if not isinstance(usage, dict):
+            return None
+        prompt = usage.get("prompt_tokens")
+        completion = usage.get("completion_tokens")
+        if not isinstance(prompt, int) and not isinstance(completion, int):
+            return None
+        return cls(
+            prompt_tokens=prompt if isinstance(prompt, int) else 0,
+            completion_tokens=completion if isinstance(completion, int) else 0,
+        )
+
+
+@dataclass(slots=True)
+class UpstreamCall:
+    """One request to one deployment: the body as the upstream should see it."""
+
+    body: JSON
+    timeouts: Timeouts
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class ChatResult:
+    """A finished non-streaming chat completion, already normalised to OpenAI's shape."""
+
+    body: JSON
+    usage: Usage | None
+    rate_limit: RateLimitInfo
+    status: int = 200
+
+
+@dataclass(slots=True)
+class EmbeddingsResult:
+    body: JSON
+    usage: Usage | None
+    rate_limit: RateLimitInfo
+
+
+class ChunkStream(Protocol):
+    """An open upstream stream of parsed, normalised chat chunks.
+
+    Iterating yields chunk dicts; `aclose()` must always be called (the executor does it
+    in a `finally`) and releases the upstream connection at once.
+    """
+
+    rate_limit: RateLimitInfo
+
+    def __aiter__(self) -> AsyncIterator[JSON]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class Adapter(Protocol):
+    """The narrow contract every provider adapter fulfils.
+
+    Adapters translate between OpenAI's wire shape and the upstream, normalise the
+    provider's quirks, and raise only `providers.errors` types.
+    """
+
+    name: str
+
+    async def chat(self, call: UpstreamCall) -> ChatResult: ...
+
+    async def chat_stream(self, call: UpstreamCall) -> ChunkStream: ...
+
+    async def embeddings(self, call: UpstreamCall) -> EmbeddingsResult: ...
+
+    async def aclose(self) -> None: ...
