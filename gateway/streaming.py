@@ -57,7 +57,6 @@ class StreamContext:
     upstream_usage: dict[str, Any] | None = None
     finish_reason: str | None = None
     text: list[str] = field(default_factory=list)
-    sent_usage: bool = False
 
     def rewrite(self, chunk: dict[str, Any], started: StartedStream) -> bytes | None:
         chunk["id"] = self.request_id
@@ -71,19 +70,31 @@ class StreamContext:
                 self.text.append(delta["content"])
             if first.get("finish_reason") is not None:
                 self.finish_reason = first["finish_reason"]
-        upstream_usage = chunk.get("usage")
+        upstream_usage = chunk.pop("usage", None)
         if isinstance(upstream_usage, dict):
             usage = Usage.from_openai(upstream_usage)
             if usage is not None:
                 self.usage = usage
                 self.upstream_usage = upstream_usage
-                if self.client_wants_usage:
-                    chunk["usage"] = usage_payload(usage, started.deployment, upstream_usage)
-                    self.sent_usage = True
-        if not self.client_wants_usage:
-            chunk.pop("usage", None)
-            if not choices:
-                return None  # the usage-only chunk we asked for on our own behalf
+        if not choices:
+            # Usage-only chunk: sent once, at the end, in `usage_chunk` (with its cost).
+            return None
+        return encode(chunk)
+
+    def usage_chunk(self, usage: Usage, started: StartedStream) -> bytes:
+        """OpenAI's final usage chunk (empty `choices`), with `cost` added."""
+        return encode(
+            {
+                "id": self.request_id,
+                "object": "chat.completion.chunk",
+                "created": self.created,
+                "model": self.model,
+                "provider": self.provider,
+                "choices": [],
+                "usage": usage_payload(usage, started.deployment, self.upstream_usage),
+            }
+        )
+
         return encode(chunk)
 
     def error_chunk(self, error: ProviderError) -> bytes:
@@ -164,20 +175,10 @@ async def relay(ctx: StreamContext, opening: asyncio.Future[StartedStream]) -> A
             yield ctx.error_chunk(failure)
             yield DONE
             return
-        if ctx.client_wants_usage and not ctx.sent_usage:
-            usage = await estimate_usage(started.deployment.model, ctx.messages, "".join(ctx.text))
-            ctx.usage = usage
-            yield encode(
-                {
-                    "id": ctx.request_id,
-                    "object": "chat.completion.chunk",
-                    "created": ctx.created,
-                    "model": ctx.model,
-                    "provider": ctx.provider,
-                    "choices": [],
-                    "usage": usage_payload(usage, started.deployment),
-                }
-            )
+        if ctx.client_wants_usage:
+            if ctx.usage is None:
+                ctx.usage = await estimate_usage(started.deployment.model, ctx.messages, "".join(ctx.text))
+            yield ctx.usage_chunk(ctx.usage, started)
         cancelled = False
         yield DONE
     finally:

@@ -10,7 +10,7 @@ executor, the gateway) therefore reason about one hierarchy:
     ├── UpstreamTimeout                yes         a deadline passed (which one is in `phase`)
     ├── UpstreamProtocolError          yes         the upstream sent something that is not its API
     │                                              (garbage body, broken chunk, died mid-transfer)
-    ├── UpstreamStreamError            no*         the upstream reported an error inside a stream
+    ├── UpstreamStreamError            yes*        the upstream reported an error inside a stream
     └── UpstreamStatusError            by status   the upstream answered with an HTTP error
         ├── UpstreamRateLimited        yes         429 (carries retry_after_s)
         ├── UpstreamUnavailable        yes         5xx (503 may carry retry_after_s)
@@ -19,7 +19,8 @@ executor, the gateway) therefore reason about one hierarchy:
         ├── ContextLengthExceeded      yes**       the prompt is too long for this deployment
         └── UpstreamBadRequest         no          any other 4xx: the client's request is at fault
 
-    *  once a stream has started nothing is retried in place; see the executor.
+    *  only before the stream's first content: once content has gone to the client
+       nothing is retried in place; see the executor.
     ** only on a deployment with a longer context window.
 
 `retryable` means "another deployment might succeed"; the executor decides what to do.
@@ -68,7 +69,6 @@ class UpstreamProtocolError(ProviderError):
 class UpstreamStreamError(ProviderError):
     """The upstream put an error event into an already-started stream (vLLM does this)."""
 
-    retryable = False
     error_type = "stream_error"
 
 

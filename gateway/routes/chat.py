@@ -30,7 +30,7 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 def _keep_alive() -> ServerSentEvent:
-    return ServerSentEvent(comment="keep-alive")
+    return ServerSentEvent(comment="keep-alive", sep="\n")
 
 
 def resolve_model(runtime: Runtime, name: Any) -> ModelGroup:

@@ -1,0 +1,55 @@
+"""Shared fixtures: fake upstream providers and gateways, all real HTTP servers on loopback."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from gateway.simulator import Behaviour, Simulator, SimulatorServer
+from tests.harness import ServerThread, start_gateway
+
+
+class Fake:
+    """A running fake upstream: `sim` to steer and inspect it, `url` to reach it."""
+
+    def __init__(self, sim: Simulator, server: SimulatorServer, url: str) -> None:
+        self.sim = sim
+        self.server = server
+        self.url = url
+
+
+@pytest.fixture
+def fake() -> Iterator[Callable[..., Fake]]:
+    started: list[SimulatorServer] = []
+
+    def make(flavour: str = "openai", behaviour: Behaviour | None = None, name: str | None = None) -> Fake:
+        sim = Simulator(flavour, behaviour, name=name)
+        server = SimulatorServer(sim)
+        url = server.start_in_thread()
+        started.append(server)
+        return Fake(sim, server, url)
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def gateway() -> Iterator[Callable[..., ServerThread]]:
+    started: list[ServerThread] = []
+
+    def make(config_yaml: str, **settings: Any) -> ServerThread:
+        server = start_gateway(config_yaml, **settings)
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
