@@ -85,8 +85,9 @@ def error_response(error: GatewayError, extra_headers: dict[str, str] | None = N
 
 def from_provider_error(error: ProviderError) -> GatewayError:
     """A non-retryable upstream error (the client's request is at fault) goes back as it is."""
+    upstream_status = error.status or 0
     status = (
-        error.status if isinstance(error, UpstreamStatusError) and 400 <= (error.status or 0) < 500 else 502
+        upstream_status if isinstance(error, UpstreamStatusError) and 400 <= upstream_status < 500 else 502
     )
     code = error.code if isinstance(error, UpstreamStatusError) else error.error_type
     param = error.param if isinstance(error, UpstreamStatusError) else None

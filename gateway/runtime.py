@@ -129,21 +129,13 @@ def _prices(
     context = d.context_window_tokens
     if d.input_price_per_mtok is not None and d.output_price_per_mtok is not None:
         return d.input_price_per_mtok, d.output_price_per_mtok, context, "config"
-    entry = (
-        catalog.lookup(provider.config.litellm_provider or provider.preset.price_prefix, d.model)
-        if catalog
-        else None
-    )
-    input_price = (
-        d.input_price_per_mtok
-        if d.input_price_per_mtok is not None
-        else (entry and entry.input_price_per_mtok)
-    )
-    output_price = (
-        d.output_price_per_mtok
-        if d.output_price_per_mtok is not None
-        else (entry and entry.output_price_per_mtok)
-    )
+    prefix = provider.config.litellm_provider or provider.preset.price_prefix
+    entry = catalog.lookup(prefix, d.model) if catalog else None
+    input_price = d.input_price_per_mtok
+    output_price = d.output_price_per_mtok
+    if entry is not None:
+        input_price = entry.input_price_per_mtok if input_price is None else input_price
+        output_price = entry.output_price_per_mtok if output_price is None else output_price
     if input_price is None or output_price is None:
         if provider.self_hosted:
             return input_price or 0.0, output_price or 0.0, context, "self-hosted"

@@ -58,7 +58,7 @@ class StreamContext:
     finish_reason: str | None = None
     text: list[str] = field(default_factory=list)
 
-    def rewrite(self, chunk: dict[str, Any], started: StartedStream) -> bytes | None:
+    def rewrite(self, chunk: dict[str, Any]) -> bytes | None:
         chunk["id"] = self.request_id
         chunk["model"] = self.model
         chunk["provider"] = self.provider
@@ -94,8 +94,6 @@ class StreamContext:
                 "usage": usage_payload(usage, started.deployment, self.upstream_usage),
             }
         )
-
-        return encode(chunk)
 
     def error_chunk(self, error: ProviderError) -> bytes:
         code = 504 if isinstance(error, UpstreamTimeout) else 502
@@ -162,11 +160,11 @@ async def relay(ctx: StreamContext, opening: asyncio.Future[StartedStream]) -> A
         ctx.provider = started.deployment.provider
         try:
             for chunk in started.preamble:
-                out = ctx.rewrite(chunk, started)
+                out = ctx.rewrite(chunk)
                 if out is not None:
                     yield out
             async for chunk in started.rest:
-                out = ctx.rewrite(chunk, started)
+                out = ctx.rewrite(chunk)
                 if out is not None:
                     yield out
         except ProviderError as failure:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -348,7 +348,7 @@ class HttpxTransport:
         await self._client.aclose()
 
 
-TRANSPORTS = {"aiohttp": AiohttpTransport, "httpx": HttpxTransport}
+TRANSPORTS: dict[str, Callable[[int], Transport]] = {"aiohttp": AiohttpTransport, "httpx": HttpxTransport}
 
 
 class TransportPool:
