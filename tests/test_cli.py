@@ -1,0 +1,97 @@
+"""`gateway serve` as users start it: a real process, the demo config, the safety checks."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import openai
+
+GATEWAY = [sys.executable, "-m", "gateway.cli"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "GATEWAY_ADMIN_KEY"}
+    env.update(extra)
+    return env
+
+
+def test_refuses_public_bind_without_admin_key():
+    result = subprocess.run(
+        [*GATEWAY, "serve", "--host", "0.0.0.0", "--port", str(_free_port())],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=_env(),
+    )
+    assert result.returncode == 2
+    assert "GATEWAY_ADMIN_KEY" in result.stderr and "refusing" in result.stderr
+
+
+def test_bad_config_exits_with_field_and_line(tmp_path: Path):
+    config = tmp_path / "gw.yaml"
+    config.write_text("providers:\n  - name: groq\n    timeout: 5\nmodels: []\n")
+    result = subprocess.run(
+        [*GATEWAY, "serve", "--config", str(config), "--port", str(_free_port())],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=_env(),
+    )
+    assert result.returncode == 2
+    assert f"{config}:3: providers[0].timeout: Extra inputs are not permitted" in result.stderr
+
+
+def test_demo_serve_routes_streams_and_costs_with_no_keys(tmp_path: Path):
+    port = _free_port()
+    log = (tmp_path / "serve.log").open("w")
+    process = subprocess.Popen(
+        [*GATEWAY, "serve", "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=_env(DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path}/gw.db"),
+        cwd=tmp_path,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
+            time.sleep(0.1)
+        models = httpx.get(f"{base}/v1/models", timeout=5).json()["data"]
+        assert models and all(m["simulated"] for m in models)
+        client = openai.OpenAI(base_url=f"{base}/v1", api_key="unused", max_retries=0, timeout=30)
+        answer = client.chat.completions.create(model="sonar", messages=[{"role": "user", "content": "hi"}])
+        annotations = answer.choices[0].message.annotations or []
+        assert annotations and annotations[0].type == "url_citation"
+        assert annotations[0].url_citation.url.startswith("https://")
+        assert (answer.usage.model_extra or {})["cost"] > 0  # type: ignore[union-attr]
+        text = "".join(
+            c.choices[0].delta.content or ""
+            for c in client.chat.completions.create(
+                model="llama-3.1-8b", messages=[{"role": "user", "content": "hi"}], stream=True
+            )
+            if c.choices
+        )
+        assert text.startswith("Simulated")
+        log_text = (tmp_path / "serve.log").read_text()
+        assert "SIMULATED" in log_text
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
