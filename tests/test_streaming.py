@@ -1,0 +1,129 @@
+"""Streams that never hang: mid-stream failures, timeouts, cancellation, usage, backpressure."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+import openai
+import pytest
+
+from gateway.simulator import Behaviour
+from tests.harness import config_for
+
+MESSAGES = [{"role": "user", "content": "tell me a story"}]
+BODY = {"model": "m", "stream": True, "messages": MESSAGES}
+
+
+def _events(url: str, body: dict | None = None, timeout: float = 20) -> list[dict | str]:
+    """All `data:` payloads of one streamed request, parsed."""
+    with httpx.stream("POST", f"{url}/v1/chat/completions", json=body or BODY, timeout=timeout) as response:
+        assert response.status_code == 200
+        lines = [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
+    return [line if line == "[DONE]" else json.loads(line) for line in lines]
+
+
+def _wait_for(predicate, timeout_s: float = 5.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def _generation(url: str, request_id: str) -> dict:
+    def fetch():
+        response = httpx.get(f"{url}/v1/generation", params={"id": request_id}, timeout=5)
+        return response.json()["data"] if response.status_code == 200 else None
+
+    return _wait_for(fetch, what="the request's record")
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "provider_settings", "error_type"),
+    [
+        (Behaviour(completion_tokens=20, hang_after_chunks=3), {"idle_timeout_ms": 300}, "timeout"),
+        (Behaviour(completion_tokens=20, chunk_gap_ms=100), {"total_timeout_ms": 700}, "timeout"),
+        (Behaviour(completion_tokens=20, garbage_after_chunks=3), {}, "protocol_error"),
+        (Behaviour(completion_tokens=20, die_after_chunks=3), {}, "protocol_error"),
+        (Behaviour(completion_tokens=20, error_event_after_chunks=3), {}, "stream_error"),
+    ],
+    ids=["idle-timeout", "total-timeout", "malformed-chunk", "connection-dies", "error-event"],
+)
+def test_failure_after_content_ends_with_one_error_chunk(
+    fake, gateway, behaviour, provider_settings, error_type
+):
+    upstream = fake(behaviour=behaviour)
+    gw = gateway(config_for({"up": upstream.url}, up=provider_settings))
+    started = time.monotonic()
+    events = _events(gw.url)
+    assert time.monotonic() - started < 10
+    assert events[-1] == "[DONE]"
+    final = events[-2]
+    assert isinstance(final, dict)
+    assert final["choices"] == [{"index": 0, "delta": {"content": ""}, "finish_reason": "error"}]
+    assert final["error"]["metadata"]["error_type"] == error_type
+    errors = [e for e in events[:-1] if isinstance(e, dict) and "error" in e]
+    assert len(errors) == 1
+    content = "".join(e["choices"][0]["delta"].get("content") or "" for e in events[:-2])  # type: ignore[index]
+    assert len(content.split()) >= 1
+    record = _generation(gw.url, final["id"])
+    assert record["finish_reason"] == "error" and record["completion_tokens"] > 0
+    assert record["cost_usd"] > 0 and record["usage_estimated"] is True
+
+
+def test_client_disconnect_closes_upstream_within_100ms_and_books_partial(fake, gateway):
+    upstream = fake(behaviour=Behaviour(completion_tokens=2000, chunk_gap_ms=20))
+    gw = gateway(config_for({"up": upstream.url}))
+    with httpx.stream("POST", f"{gw.url}/v1/chat/completions", json=BODY, timeout=20) as response:
+        request_id = response.headers["x-request-id"]
+        lines = response.iter_lines()
+        received = 0
+        while received < 5:
+            if next(lines).startswith("data: "):
+                received += 1
+        closed_at = time.monotonic()
+    stream = _wait_for(
+        lambda: upstream.sim.streams[-1].closed_by_client_at, what="the upstream to see the close"
+    )
+    assert stream - closed_at < 0.100, (
+        f"upstream closed {1000 * (stream - closed_at):.1f} ms after the client"
+    )
+    record = _generation(gw.url, request_id)
+    assert record["cancelled"] is True and record["finish_reason"] == "cancelled"
+    assert record["completion_tokens"] >= 4 and record["cost_usd"] > 0
+
+
+def test_no_usage_upstream_is_counted_and_marked_estimated(fake, gateway):
+    upstream = fake(behaviour=Behaviour(content="four words right here", omit_usage=True))
+    gw = gateway(config_for({"up": upstream.url}))
+    client = openai.OpenAI(base_url=f"{gw.url}/v1", api_key="x", max_retries=0, timeout=60)
+    chunks = list(
+        client.chat.completions.create(
+            model="m", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+        )
+    )
+    usage = chunks[-1].usage
+    assert chunks[-1].choices == [] and usage is not None
+    extra = usage.model_extra or {}
+    assert extra["estimated"] is True and extra["cost"] > 0
+    assert usage.completion_tokens >= 4 and usage.prompt_tokens > 0
+
+
+def test_slow_client_applies_backpressure_to_upstream(fake, gateway):
+    """A client that stops reading must stop the gateway reading the upstream (bounded buffering)."""
+    total = 200_000
+    upstream = fake(behaviour=Behaviour(completion_tokens=total, content=None))
+    gw = gateway(config_for({"up": upstream.url}))
+    with httpx.stream("POST", f"{gw.url}/v1/chat/completions", json=BODY, timeout=30) as response:
+        next(response.iter_lines())
+        time.sleep(1.5)  # the client reads nothing; socket buffers fill up
+        sent_while_stalled = upstream.sim.streams[-1].chunks_sent
+    assert sent_while_stalled < total / 2, (
+        f"upstream sent {sent_while_stalled} of {total} chunks to a stalled client"
+    )
+    _wait_for(lambda: upstream.sim.streams[-1].ended, what="the upstream stream to end")
