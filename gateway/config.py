@@ -74,6 +74,9 @@ class DeploymentConfig(TimeoutFields):
 class ModelConfig(_Strict):
     name: str = Field(min_length=1)
     deployments: list[DeploymentConfig] = Field(min_length=1)
+    # Continue a stream that breaks after content on another deployment, sending the partial
+    # answer as an assistant prefix. Off by default: it only suits models that honour a prefix.
+    resume_streams: bool = False
 
 
 class GatewayConfig(_Strict):

@@ -51,6 +51,7 @@ class Runtime:
     sinks: list[RecordSink] = field(default_factory=list)
     closers: list[Any] = field(default_factory=list)
     models_json: bytes = b""
+    resumable_models: frozenset[str] = frozenset()
 
     def finish(self, record: RequestRecord) -> None:
         """Hand a finished request to every sink; never raises into the response path."""
@@ -212,4 +213,5 @@ async def build_runtime(settings: Settings, config: GatewayConfig) -> Runtime:
     from gateway.routes.models import models_payload
 
     runtime.models_json = models_payload(runtime)
+    runtime.resumable_models = frozenset(m.name for m in config.models if m.resume_streams)
     return runtime

@@ -3,20 +3,23 @@
 Each upstream chunk is rewritten (our request id, the model name the client asked
 for, the provider that answered) and sent as soon as it arrives; sse-starlette awaits
 every send, so a slow client slows our reads of the upstream instead of filling
-memory. Usage is always requested upstream; the client sees the usage chunk (with
-`cost`) only if it asked for it.
+memory. Usage is always requested upstream; the client sees one usage chunk (with
+`cost`) at the end, and only if it asked for it.
 
 Once content has gone out the status is 200 and cannot change, so a failure after
 that point becomes one final chunk with a top-level `error` and
 `finish_reason: "error"` (OpenRouter's shape, which the OpenAI SDK raises as
-`APIError`), then `[DONE]`.
+`APIError`), then `[DONE]` — unless the model allows resuming, in which case the
+answer so far is sent to the next deployment as an assistant prefix and the client
+sees one uninterrupted answer. Each upstream that produced content is a `Segment`,
+booked separately and summed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,12 +27,12 @@ import anyio
 import orjson
 
 from gateway.accounting import estimate_usage, usage_payload
-from gateway.errors import from_all_failed
 from gateway.records import RequestRecord
 from providers.errors import ProviderError, UpstreamTimeout
 from providers.types import Usage
 from router_policies.attempts import AllAttemptsFailed, AttemptLog
-from router_policies.executor import StartedStream
+from router_policies.deployment import Deployment
+from router_policies.executor import StartedStream, start_stream
 
 DONE = b"data: [DONE]\n\n"
 _bookings: set[asyncio.Task[None]] = set()
@@ -40,152 +43,215 @@ def encode(chunk: dict[str, Any]) -> bytes:
 
 
 @dataclass(slots=True)
+class Segment:
+    """The part of the answer one upstream produced."""
+
+    started: StartedStream
+    prefix: str = ""  # what earlier segments had already said
+    text: list[str] = field(default_factory=list)
+    usage: Usage | None = None
+    upstream_usage: dict[str, Any] | None = None
+
+    async def settled_usage(self, messages: list[Any]) -> Usage:
+        if self.usage is not None:
+            return self.usage
+        prompt = [*messages, {"role": "assistant", "content": self.prefix}] if self.prefix else messages
+        return await estimate_usage(self.started.deployment.model, prompt, "".join(self.text))
+
+
+@dataclass(slots=True)
 class StreamContext:
     """Per-request state of one relayed stream."""
 
     request_id: str
     model: str
     created: int
-    messages: list[Any]
+    body: dict[str, Any]
+    plan: Sequence[Deployment]
     client_wants_usage: bool
+    resume: bool
     record: RequestRecord
     log: AttemptLog
     started_at: float
     finish: Callable[[RequestRecord], None]
-    provider: str = ""
-    usage: Usage | None = None
-    upstream_usage: dict[str, Any] | None = None
+    segments: list[Segment] = field(default_factory=list)
     finish_reason: str | None = None
-    text: list[str] = field(default_factory=list)
 
-    def rewrite(self, chunk: dict[str, Any]) -> bytes | None:
+    @property
+    def answer_so_far(self) -> str:
+        return "".join(piece for segment in self.segments for piece in segment.text)
+
+    def _envelope(self, provider: str) -> dict[str, Any]:
+        return {
+            "id": self.request_id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "provider": provider,
+        }
+
+    def rewrite(self, chunk: dict[str, Any], segment: Segment) -> bytes | None:
         chunk["id"] = self.request_id
         chunk["model"] = self.model
-        chunk["provider"] = self.provider
+        chunk["provider"] = segment.started.deployment.provider
         choices = chunk.get("choices")
         if choices and isinstance(choices[0], dict):
             first = choices[0]
             delta = first.get("delta")
-            if isinstance(delta, dict) and isinstance(delta.get("content"), str):
-                self.text.append(delta["content"])
+            if isinstance(delta, dict):
+                if isinstance(delta.get("content"), str):
+                    segment.text.append(delta["content"])
+                if segment.prefix:  # a resumed answer: the client already has its role chunk
+                    delta.pop("role", None)
             if first.get("finish_reason") is not None:
                 self.finish_reason = first["finish_reason"]
+                if len(self.segments) > 1:
+                    chunk["resumed"] = self.resumed_marker()
         upstream_usage = chunk.pop("usage", None)
         if isinstance(upstream_usage, dict):
             usage = Usage.from_openai(upstream_usage)
             if usage is not None:
-                self.usage = usage
-                self.upstream_usage = upstream_usage
+                segment.usage, segment.upstream_usage = usage, upstream_usage
         if not choices:
-            # Usage-only chunk: sent once, at the end, in `usage_chunk` (with its cost).
-            return None
+            return None  # usage-only chunk: one is sent at the end, in `usage_chunk`
         return encode(chunk)
 
-    def usage_chunk(self, usage: Usage, started: StartedStream) -> bytes:
-        """OpenAI's final usage chunk (empty `choices`), with `cost` added."""
-        return encode(
-            {
-                "id": self.request_id,
-                "object": "chat.completion.chunk",
-                "created": self.created,
-                "model": self.model,
-                "provider": self.provider,
-                "choices": [],
-                "usage": usage_payload(usage, started.deployment, self.upstream_usage),
-            }
+    def resumed_marker(self) -> dict[str, Any]:
+        return {
+            "deployments": [s.started.deployment.id for s in self.segments],
+            "after_chars": [len(s.prefix) for s in self.segments[1:]],
+        }
+
+    async def usage_chunk(self) -> bytes:
+        """OpenAI's final usage chunk (empty `choices`): all segments summed, with `cost`."""
+        usages = [await s.settled_usage(self.body.get("messages", [])) for s in self.segments]
+        for segment, usage in zip(self.segments, usages, strict=True):
+            segment.usage = usage
+        total = Usage(
+            prompt_tokens=sum(u.prompt_tokens for u in usages),
+            completion_tokens=sum(u.completion_tokens for u in usages),
+            estimated=any(u.estimated for u in usages),
         )
+        last = self.segments[-1]
+        payload = usage_payload(total, last.started.deployment, last.upstream_usage)
+        payload["cost"] = round(
+            sum(
+                s.started.deployment.cost_usd(u.prompt_tokens, u.completion_tokens)
+                for s, u in zip(self.segments, usages, strict=True)
+            ),
+            10,
+        )
+        chunk = {**self._envelope(last.started.deployment.provider), "choices": [], "usage": payload}
+        if len(self.segments) > 1:
+            chunk["resumed"] = self.resumed_marker()
+        return encode(chunk)
 
     def error_chunk(self, error: ProviderError) -> bytes:
-        code = 504 if isinstance(error, UpstreamTimeout) else 502
+        provider = error.provider or (self.segments[-1].started.deployment.provider if self.segments else "")
         return encode(
             {
-                "id": self.request_id,
-                "object": "chat.completion.chunk",
-                "created": self.created,
-                "model": self.model,
-                "provider": error.provider or self.provider,
+                **self._envelope(provider),
                 "error": {
-                    "code": code,
+                    "code": 504 if isinstance(error, UpstreamTimeout) else 502,
                     "message": f"the upstream stream broke: {error}",
-                    "metadata": {"error_type": error.error_type, "provider": error.provider or self.provider},
+                    "metadata": {"error_type": error.error_type, "provider": provider},
                 },
                 "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": "error"}],
             }
         )
 
+    def continuation(self) -> tuple[list[Deployment], dict[str, Any]]:
+        """The deployments not yet used, and the body asking them to continue the answer."""
+        used = {id(s.started.deployment) for s in self.segments}
+        remaining = [d for d in self.plan if id(d) not in used]
+        messages = [*self.body.get("messages", []), {"role": "assistant", "content": self.answer_so_far}]
+        return remaining, {**self.body, "messages": messages}
 
-async def _book(
-    ctx: StreamContext, started: StartedStream | None, cancelled: bool, error: str | None
-) -> None:
+
+async def _book(ctx: StreamContext, cancelled: bool, error: str | None) -> None:
     record = ctx.record
     record.attempts = [a.as_dict() for a in ctx.log.attempts]
     record.latency_ms = (time.monotonic() - ctx.started_at) * 1000
     record.cancelled = cancelled
     record.error = error
     record.finish_reason = "error" if error else ("cancelled" if cancelled else ctx.finish_reason)
-    if started is not None:
-        record.deployment = started.deployment.id
-        record.provider = started.deployment.provider
-        record.ttft_ms = (started.first_token_at - ctx.started_at) * 1000
-        usage = ctx.usage or await estimate_usage(started.deployment.model, ctx.messages, "".join(ctx.text))
-        record.prompt_tokens = usage.prompt_tokens
-        record.completion_tokens = usage.completion_tokens
-        record.usage_estimated = usage.estimated
-        record.cost_usd = started.deployment.cost_usd(usage.prompt_tokens, usage.completion_tokens)
+    if ctx.segments:
+        first, last = ctx.segments[0].started, ctx.segments[-1].started
+        record.deployment, record.provider = last.deployment.id, last.deployment.provider
+        record.ttft_ms = (first.first_token_at - ctx.started_at) * 1000
+        messages = ctx.body.get("messages", [])
+        for segment in ctx.segments:
+            usage = await segment.settled_usage(messages)
+            record.prompt_tokens += usage.prompt_tokens
+            record.completion_tokens += usage.completion_tokens
+            record.usage_estimated = record.usage_estimated or usage.estimated
+            record.cost_usd += segment.started.deployment.cost_usd(
+                usage.prompt_tokens, usage.completion_tokens
+            )
     ctx.finish(record)
+
+
+async def _relay_segment(ctx: StreamContext, segment: Segment) -> AsyncIterator[bytes]:
+    for chunk in segment.started.preamble:
+        out = ctx.rewrite(chunk, segment)
+        if out is not None:
+            yield out
+    async for chunk in segment.started.rest:
+        out = ctx.rewrite(chunk, segment)
+        if out is not None:
+            yield out
 
 
 async def relay(ctx: StreamContext, opening: asyncio.Future[StartedStream]) -> AsyncIterator[bytes]:
     """The SSE body: wait for the stream to start (pings flow meanwhile), then relay it."""
-    started: StartedStream | None = None
-    cancelled = True
-    error: str | None = None
+    cancelled, error = True, None
     try:
         try:
-            started = await opening
-        except AllAttemptsFailed as failure:
-            gateway_error = from_all_failed(failure, ctx.model)
-            last = failure.last_error or ProviderError(gateway_error.message)
-            error = last.error_type
-            cancelled = False
+            ctx.segments.append(Segment(await opening))
+        except (AllAttemptsFailed, ProviderError) as failure:
+            last = failure.last_error if isinstance(failure, AllAttemptsFailed) else failure
+            last = last or ProviderError("no deployment could serve the request")
+            cancelled, error = False, last.error_type
             yield ctx.error_chunk(last)
             yield DONE
             return
-        except ProviderError as failure:
-            error = failure.error_type
-            cancelled = False
-            yield ctx.error_chunk(failure)
-            yield DONE
-            return
-        ctx.provider = started.deployment.provider
-        try:
-            for chunk in started.preamble:
-                out = ctx.rewrite(chunk)
-                if out is not None:
+        while True:
+            try:
+                async for out in _relay_segment(ctx, ctx.segments[-1]):
                     yield out
-            async for chunk in started.rest:
-                out = ctx.rewrite(chunk)
-                if out is not None:
-                    yield out
-        except ProviderError as failure:
-            error = failure.error_type
-            cancelled = False
-            yield ctx.error_chunk(failure)
-            yield DONE
-            return
+                break
+            except ProviderError as failure:
+                resumed = await _resume(ctx) if ctx.resume else None
+                if resumed is None:
+                    cancelled, error = False, failure.error_type
+                    yield ctx.error_chunk(failure)
+                    yield DONE
+                    return
         if ctx.client_wants_usage:
-            if ctx.usage is None:
-                ctx.usage = await estimate_usage(started.deployment.model, ctx.messages, "".join(ctx.text))
-            yield ctx.usage_chunk(ctx.usage, started)
+            yield await ctx.usage_chunk()
         cancelled = False
         yield DONE
     finally:
         with anyio.CancelScope(shield=True):  # a disconnect must still close the upstream
-            if started is not None:
-                await started.aclose()
-            elif not opening.done():
+            for segment in ctx.segments:
+                await segment.started.aclose()
+            if not opening.done():
                 opening.cancel()
         # Booking may need token counting (a thread); never hold the closing path for it.
-        task = asyncio.get_running_loop().create_task(_book(ctx, started, cancelled, error))
+        task = asyncio.get_running_loop().create_task(_book(ctx, cancelled, error))
         _bookings.add(task)
         task.add_done_callback(_bookings.discard)
+
+
+async def _resume(ctx: StreamContext) -> Segment | None:
+    """Start the next deployment on the answer so far; None if there is none or it fails too."""
+    remaining, body = ctx.continuation()
+    if not remaining:
+        return None
+    try:
+        started = await start_stream(remaining, body, ctx.log)
+    except (AllAttemptsFailed, ProviderError):
+        return None
+    segment = Segment(started, prefix=ctx.answer_so_far)
+    ctx.segments.append(segment)
+    return segment
