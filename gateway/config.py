@@ -13,6 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from gateway.routing_config import ModelRoutingConfig, RoutingConfig
 from providers.presets import PRESETS
 from providers.quirks import KNOWN_QUIRKS
 
@@ -51,6 +52,8 @@ class ProviderConfig(TimeoutFields):
     litellm_provider: str | None = None
     simulate: Literal["openai", "groq", "together", "perplexity", "vllm"] | None = None
     max_connections: int = Field(1000, gt=0)
+    # Prometheus endpoint for load (vLLM); default for vLLM providers: <base_url without /v1>/metrics.
+    metrics_url: str | None = None
 
     @field_validator("quirks")
     @classmethod
@@ -77,11 +80,13 @@ class ModelConfig(_Strict):
     # Continue a stream that breaks after content on another deployment, sending the partial
     # answer as an assistant prefix. Off by default: it only suits models that honour a prefix.
     resume_streams: bool = False
+    routing: ModelRoutingConfig = Field(default_factory=ModelRoutingConfig)
 
 
 class GatewayConfig(_Strict):
     providers: list[ProviderConfig] = Field(default_factory=list)
     models: list[ModelConfig] = Field(default_factory=list)
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
 
 
 # --------------------------------------------------------------------------- loading

@@ -52,6 +52,7 @@ class Runtime:
     closers: list[Any] = field(default_factory=list)
     models_json: bytes = b""
     resumable_models: frozenset[str] = frozenset()
+    routing: Any = None  # gateway.routing.Routing: the router, its state store, the vLLM scraper
 
     def finish(self, record: RequestRecord) -> None:
         """Hand a finished request to every sink; never raises into the response path."""
@@ -214,4 +215,8 @@ async def build_runtime(settings: Settings, config: GatewayConfig) -> Runtime:
 
     runtime.models_json = models_payload(runtime)
     runtime.resumable_models = frozenset(m.name for m in config.models if m.resume_streams)
+    from gateway.routing import build_routing
+
+    runtime.routing = await build_routing(settings, config, models, pool, base_urls)
+    closers.append(runtime.routing.aclose)
     return runtime

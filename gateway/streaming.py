@@ -76,6 +76,8 @@ class StreamContext:
     finish: Callable[[RequestRecord], None]
     segments: list[Segment] = field(default_factory=list)
     finish_reason: str | None = None
+    # With `X-Gateway-Metadata: enabled`: the routing explanation, sent in the last chunk.
+    gateway_meta: Callable[[], dict[str, Any]] | None = None
 
     @property
     def answer_so_far(self) -> str:
@@ -142,6 +144,8 @@ class StreamContext:
             10,
         )
         chunk = {**self._envelope(last.started.deployment.provider), "choices": [], "usage": payload}
+        if self.gateway_meta is not None:
+            chunk["gateway"] = self.gateway_meta()
         if len(self.segments) > 1:
             chunk["resumed"] = self.resumed_marker()
         return encode(chunk)
@@ -229,6 +233,9 @@ async def relay(ctx: StreamContext, opening: asyncio.Future[StartedStream]) -> A
                     return
         if ctx.client_wants_usage:
             yield await ctx.usage_chunk()
+        elif ctx.gateway_meta is not None:
+            provider = ctx.segments[-1].started.deployment.provider
+            yield encode({**ctx._envelope(provider), "choices": [], "gateway": ctx.gateway_meta()})
         cancelled = False
         yield DONE
     finally:

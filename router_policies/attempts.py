@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from providers.errors import ProviderError
@@ -13,9 +14,11 @@ class Attempt:
     provider: str
     started_at: float
     elapsed_ms: float = 0.0
-    outcome: str = "pending"  # "ok" or the error's error_type
+    outcome: str = "pending"  # "ok", "cancelled" (lost a hedge race) or the error's error_type
     status: int | None = None
     message: str | None = None
+    offset_ms: float = 0.0  # when it started, from the start of the request's routing
+    hedge: bool = False  # started while an earlier attempt was still waiting for its first byte
 
     def failed(self, error: ProviderError, elapsed_ms: float) -> None:
         self.outcome = error.error_type
@@ -29,7 +32,9 @@ class Attempt:
             "provider": self.provider,
             "outcome": self.outcome,
             "status": self.status,
+            "start_ms": round(self.offset_ms, 2),
             "elapsed_ms": round(self.elapsed_ms, 2),
+            **({"hedge": True} if self.hedge else {}),
             **({"message": self.message} if self.message else {}),
         }
 
@@ -46,6 +51,13 @@ class AllAttemptsFailed(Exception):
 @dataclass(slots=True)
 class AttemptLog:
     attempts: list[Attempt] = field(default_factory=list)
+    started_at: float = field(default_factory=time.monotonic)
+
+    def begin(self, deployment_id: str, provider: str, hedge: bool = False) -> Attempt:
+        now = time.monotonic()
+        record = Attempt(deployment_id, provider, now, offset_ms=(now - self.started_at) * 1000, hedge=hedge)
+        self.attempts.append(record)
+        return record
 
     def route_header(self) -> str:
         """`x-gateway-route`: the chosen deployment last, failed attempts before it."""

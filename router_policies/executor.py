@@ -1,32 +1,59 @@
-"""Runs a request's plan: attempt deployments in order until one answers.
+"""Runs a request's plan: the entry points for completions, embeddings and streams.
 
-A failure *before the first byte of content* moves on to the next deployment when it
-is retryable (connect errors, timeouts, 429, 5xx, garbage). A context-length error
-moves on only to deployments with a longer context window. Any other 4xx is the
-client's own error and is raised at once. Once a stream has produced content it is
-handed to the caller and never retried here: what happens after that is the
-streaming layer's business.
+The attempt loop itself (failover, hedging, retry rounds) is in runner.py; this
+module says what one attempt is for each request kind, and reports each finished
+attempt's time to first token, throughput and rate-limit headers to the observer
+(the router's state) so the next request is scored on fresh numbers.
 
-Role chunks that carry no content are held back until real content arrives, so an
-upstream that dies right after `{"role": "assistant"}` is still failed over without
-the client seeing a second role chunk.
+Once a stream has produced content it is handed to the caller and never retried
+here: what happens after that is the streaming layer's business. Role chunks that
+carry no content are held back until real content arrives, so an upstream that dies
+right after `{"role": "assistant"}` is still failed over without the client seeing
+a second role chunk.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import TypeVar
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, Protocol
 
-from providers.errors import ContextLengthExceeded, ProviderError
-from providers.types import JSON, ChatResult, EmbeddingsResult, RateLimitInfo, UpstreamCall
-from router_policies.attempts import AllAttemptsFailed, Attempt, AttemptLog
+from providers.errors import ProviderError
+from providers.types import JSON, ChatResult, EmbeddingsResult, RateLimitInfo, UpstreamCall, Usage
+from router_policies.attempts import AttemptLog
 from router_policies.deployment import Deployment
+from router_policies.runner import (
+    DEFAULT_RETRY,
+    NO_HEDGE,
+    NULL_OBSERVER,
+    AttemptObserver,
+    HedgeSettings,
+    RetrySettings,
+    run_plan,
+    still_eligible,
+)
 
-T = TypeVar("T")
+__all__ = [
+    "StartedStream",
+    "carries_content",
+    "complete",
+    "embed",
+    "run_plan",
+    "start_stream",
+    "still_eligible",
+]
 
 _CONTENT_KEYS = ("content", "tool_calls", "function_call", "refusal", "reasoning", "reasoning_content")
+
+
+class FinishObserver(AttemptObserver, Protocol):
+    def finished(
+        self, d: Deployment, ttft_ms: float, tokens_per_s: float | None, rate_limit: RateLimitInfo | None
+    ) -> None: ...
+
+
+class _NullFinish:
+    def finished(self, *args: Any) -> None: ...
 
 
 def carries_content(chunk: JSON) -> bool:
@@ -45,21 +72,72 @@ def carries_content(chunk: JSON) -> bool:
     return any(delta.get(key) for key in _CONTENT_KEYS)
 
 
-@dataclass(slots=True)
 class StartedStream:
-    """A stream that has produced content: the held-back chunks, then the rest."""
+    """A stream that has produced content: the held-back chunks, then the rest.
 
-    deployment: Deployment
-    preamble: list[JSON]
-    rest: AsyncIterator[JSON]
-    rate_limit: RateLimitInfo
-    started_at: float
-    first_token_at: float
+    `aclose()` (always called by the streaming layer) closes the upstream and reports
+    the attempt once: its throughput from the usage chunk, or its mid-stream failure.
+    """
+
+    def __init__(
+        self,
+        deployment: Deployment,
+        preamble: list[JSON],
+        inner: AsyncIterator[JSON],
+        rate_limit: RateLimitInfo,
+        started_at: float,
+        first_token_at: float,
+        observer: Any = None,
+    ) -> None:
+        self.deployment = deployment
+        self.preamble = preamble
+        self.rate_limit = rate_limit
+        self.started_at = started_at
+        self.first_token_at = first_token_at
+        self._inner = inner
+        self._observer = observer
+        self._completion_tokens: int | None = None
+        self._error: ProviderError | None = None
+        self._ended_at: float | None = None
+        self._reported = False
+        self.rest: AsyncIterator[JSON] = self._watch()
+
+    async def _watch(self) -> AsyncIterator[JSON]:
+        try:
+            async for chunk in self._inner:
+                usage = chunk.get("usage")
+                if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int):
+                    self._completion_tokens = usage["completion_tokens"]
+                yield chunk
+            self._ended_at = time.monotonic()
+        except ProviderError as error:
+            self._error = error
+            raise
 
     async def aclose(self) -> None:
-        aclose = getattr(self.rest, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        try:
+            aclose = getattr(self.rest, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        finally:
+            inner_close = getattr(self._inner, "aclose", None)
+            if inner_close is not None:
+                await inner_close()
+            self._report()
+
+    def _report(self) -> None:
+        if self._reported or self._observer is None:
+            return
+        self._reported = True
+        d = self.deployment
+        if self._error is not None:
+            self._observer.failed(d, self._error)
+            return
+        ttft_ms = (self.first_token_at - self.started_at) * 1000
+        tps = None
+        if self._completion_tokens and self._ended_at and self._ended_at > self.first_token_at:
+            tps = self._completion_tokens / (self._ended_at - self.first_token_at)
+        self._observer.finished(d, ttft_ms, tps, self.rate_limit)
 
 
 def upstream_call(deployment: Deployment, body: JSON, headers: dict[str, str] | None = None) -> UpstreamCall:
@@ -69,52 +147,53 @@ def upstream_call(deployment: Deployment, body: JSON, headers: dict[str, str] | 
     )
 
 
-def _still_eligible(remaining: Sequence[Deployment], failed: Deployment) -> list[Deployment]:
-    """After a context-length failure keep only deployments with a longer context window."""
-    window = failed.context_window_tokens
-    return [d for d in remaining if window is None or (d.context_window_tokens or 0) > window]
+def _report_whole(
+    observer: Any, d: Deployment, started: float, usage: Usage | None, rate_limit: RateLimitInfo
+) -> None:
+    """A non-streamed answer: its latency stands in for time to first token."""
+    elapsed = time.monotonic() - started
+    tokens = usage.completion_tokens if usage is not None else 0
+    observer.finished(d, elapsed * 1000, tokens / elapsed if tokens and elapsed > 0 else None, rate_limit)
 
 
-async def run_plan(
+async def complete(
     plan: Sequence[Deployment],
+    body: JSON,
     log: AttemptLog,
-    attempt: Callable[[Deployment], Awaitable[T]],
-) -> tuple[T, Deployment]:
-    """Try `attempt` on each deployment in turn; the one loop behind every request kind."""
-    last_error: ProviderError | None = None
-    queue = list(plan)
-    while queue:
-        deployment = queue.pop(0)
-        record = Attempt(deployment.id, deployment.provider, time.monotonic())
-        log.attempts.append(record)
-        try:
-            result = await attempt(deployment)
-        except ProviderError as error:
-            record.failed(error, (time.monotonic() - record.started_at) * 1000)
-            last_error = error
-            if not error.retryable:
-                raise
-            if isinstance(error, ContextLengthExceeded):
-                queue = _still_eligible(queue, deployment)
-            continue
-        record.outcome = "ok"
-        record.status = 200
-        record.elapsed_ms = (time.monotonic() - record.started_at) * 1000
-        return result, deployment
-    raise AllAttemptsFailed(log.attempts, last_error)
+    observer: Any = NULL_OBSERVER,
+    hedge: HedgeSettings = NO_HEDGE,
+    retry: RetrySettings = DEFAULT_RETRY,
+) -> tuple[ChatResult, Deployment]:
+    finish = observer if hasattr(observer, "finished") else _NullFinish()
 
+    async def attempt(d: Deployment) -> ChatResult:
+        started = time.monotonic()
+        result = await d.adapter.chat(upstream_call(d, body))
+        _report_whole(finish, d, started, result.usage, result.rate_limit)
+        return result
 
-async def complete(plan: Sequence[Deployment], body: JSON, log: AttemptLog) -> tuple[ChatResult, Deployment]:
-    return await run_plan(plan, log, lambda d: d.adapter.chat(upstream_call(d, body)))
+    return await run_plan(plan, log, attempt, observer, hedge, retry)
 
 
 async def embed(
-    plan: Sequence[Deployment], body: JSON, log: AttemptLog
+    plan: Sequence[Deployment],
+    body: JSON,
+    log: AttemptLog,
+    observer: Any = NULL_OBSERVER,
+    retry: RetrySettings = DEFAULT_RETRY,
 ) -> tuple[EmbeddingsResult, Deployment]:
-    return await run_plan(plan, log, lambda d: d.adapter.embeddings(upstream_call(d, body)))
+    finish = observer if hasattr(observer, "finished") else _NullFinish()
+
+    async def attempt(d: Deployment) -> EmbeddingsResult:
+        started = time.monotonic()
+        result = await d.adapter.embeddings(upstream_call(d, body))
+        _report_whole(finish, d, started, None, result.rate_limit)
+        return result
+
+    return await run_plan(plan, log, attempt, observer, NO_HEDGE, retry)
 
 
-async def _open_until_content(deployment: Deployment, body: JSON) -> StartedStream:
+async def _open_until_content(deployment: Deployment, body: JSON, observer: Any) -> StartedStream:
     started_at = time.monotonic()
     stream = await deployment.adapter.chat_stream(upstream_call(deployment, body))
     iterator = stream.__aiter__()
@@ -134,9 +213,21 @@ async def _open_until_content(deployment: Deployment, body: JSON) -> StartedStre
             await aclose()
         await stream.aclose()
         raise
-    return StartedStream(deployment, preamble, iterator, stream.rate_limit, started_at, time.monotonic())
+    return StartedStream(
+        deployment, preamble, iterator, stream.rate_limit, started_at, time.monotonic(), observer
+    )
 
 
-async def start_stream(plan: Sequence[Deployment], body: JSON, log: AttemptLog) -> StartedStream:
-    started, _ = await run_plan(plan, log, lambda d: _open_until_content(d, body))
+async def start_stream(
+    plan: Sequence[Deployment],
+    body: JSON,
+    log: AttemptLog,
+    observer: Any = NULL_OBSERVER,
+    hedge: HedgeSettings = NO_HEDGE,
+    retry: RetrySettings = DEFAULT_RETRY,
+) -> StartedStream:
+    finish = observer if hasattr(observer, "finished") else None
+    started, _ = await run_plan(
+        plan, log, lambda d: _open_until_content(d, body, finish), observer, hedge, retry
+    )
     return started

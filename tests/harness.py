@@ -88,11 +88,17 @@ def start_gateway(config_yaml: str, **setting_overrides: Any) -> ServerThread:
 
 
 def config_for(
-    fakes: dict[str, str], models: dict[str, list[tuple[str, str]]] | None = None, **extra: Any
+    fakes: dict[str, str],
+    models: dict[str, list[tuple[str, str]]] | None = None,
+    *,
+    policy: str | None = "price",
+    **extra: Any,
 ) -> str:
     """YAML for providers named after `fakes` (name -> base URL), one model per provider by default.
 
-    `models` maps a model name to (provider, upstream model) pairs, in order.
+    `models` maps a model name to (provider, upstream model) pairs, in order. Every
+    deployment has the same price, so the default `policy="price"` (a stable strict
+    sort) tries them in the order given; `policy=None` leaves the gateway's default.
     """
     lines = ["providers:"]
     for name, url in fakes.items():
@@ -102,7 +108,10 @@ def config_for(
     lines.append("models:")
     models = models or {"m": [(name, f"{name}-model") for name in fakes]}
     for model, deployments in models.items():
-        lines += [f"  - name: {model}", "    deployments:"]
+        lines += [f"  - name: {model}"]
+        if policy is not None:
+            lines += ["    routing:", f"      policy: {policy}"]
+        lines += ["    deployments:"]
         for provider, upstream in deployments:
             lines += [
                 f"      - provider: {provider}",

@@ -16,12 +16,14 @@ from gateway.auth import authenticate
 from gateway.errors import GatewayError, from_all_failed, from_provider_error
 from gateway.records import RequestRecord
 from gateway.request_body import ChatCompletionRequest, read_json_object, validate
+from gateway.routing import fill_model, wants_metadata
 from gateway.runtime import Runtime
 from gateway.streaming import StreamContext, relay
 from providers.errors import ProviderError
 from router_policies.attempts import AllAttemptsFailed, AttemptLog
 from router_policies.deployment import ModelGroup
 from router_policies.executor import complete, start_stream
+from router_policies.router import Plan
 
 # Fields that steer the gateway itself and must not reach an upstream.
 _GATEWAY_FIELDS = ("provider", "models")
@@ -53,29 +55,41 @@ async def chat_completions(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
     principal = authenticate(request, runtime.settings)
     body = await read_json_object(request, runtime.settings.max_body_bytes)
+    fill_model(body)
     validate(ChatCompletionRequest, body)
-    group = resolve_model(runtime, body["model"])
+    plan = runtime.routing.plan(runtime.models, body, principal.name)
+    group = plan.groups[0]
     request_id: str = request.state.request_id
     record = RequestRecord(request_id=request_id, model=group.name, key_id=principal.key_id)
-    plan = list(group.deployments)
+    record.policy = plan.policy
+    meta = wants_metadata(request.headers)
     if body.get("stream"):
-        return await _stream(runtime, group.name, plan, body, record)
-    return await _complete(runtime, group.name, plan, body, record)
+        return await _stream(runtime, group.name, plan, body, record, meta)
+    return await _complete(runtime, group.name, plan, body, record, meta)
+
+
+def _routed(error: GatewayError, log: AttemptLog) -> GatewayError:
+    """Errors carry `x-gateway-route` too: which deployments were tried, and how each failed."""
+    error.headers["x-gateway-route"] = log.route_header()
+    return error
 
 
 async def _complete(
-    runtime: Runtime, model: str, plan: list[Any], body: dict[str, Any], record: RequestRecord
+    runtime: Runtime, model: str, plan: Plan, body: dict[str, Any], record: RequestRecord, meta: bool
 ) -> Response:
     started_at = time.monotonic()
     log = AttemptLog()
+    router = runtime.routing.router
     try:
-        result, deployment = await complete(plan, upstream_body(body), log)
+        result, deployment = await complete(
+            plan.deployments, upstream_body(body), log, router, plan.hedge, plan.retry
+        )
     except AllAttemptsFailed as failure:
         _fail(runtime, record, log, started_at, failure.last_error)
-        raise from_all_failed(failure, model) from None
+        raise _routed(from_all_failed(failure, model), log) from None
     except ProviderError as error:
         _fail(runtime, record, log, started_at, error)
-        raise from_provider_error(error) from None
+        raise _routed(from_provider_error(error), log) from None
     answer = result.body
     usage = result.usage
     if usage is None:
@@ -86,7 +100,7 @@ async def _complete(
         )
         usage = await estimate_usage(deployment.model, body.get("messages", []), completion)
     answer["id"] = record.request_id
-    answer["model"] = model
+    answer["model"] = plan.model_of.get(deployment, model)
     answer["provider"] = deployment.provider
     answer["usage"] = usage_payload(usage, deployment, answer.get("usage"))
     choices = answer.get("choices") or [{}]
@@ -98,6 +112,8 @@ async def _complete(
     record.latency_ms = record.ttft_ms = (time.monotonic() - started_at) * 1000
     record.attempts = [a.as_dict() for a in log.attempts]
     runtime.finish(record)
+    if meta:
+        answer["gateway"] = plan.metadata(log)
     return Response(
         orjson.dumps(answer), media_type="application/json", headers={"x-gateway-route": log.route_header()}
     )
@@ -114,7 +130,7 @@ def _fail(
 
 
 async def _stream(
-    runtime: Runtime, model: str, plan: list[Any], body: dict[str, Any], record: RequestRecord
+    runtime: Runtime, model: str, plan: Plan, body: dict[str, Any], record: RequestRecord, meta: bool
 ) -> Response:
     """Wait up to one keep-alive interval for the stream to start before committing to 200.
 
@@ -128,7 +144,9 @@ async def _stream(
     forwarded["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
     log = AttemptLog()
     record.streamed = True
-    opening = asyncio.ensure_future(start_stream(plan, forwarded, log))
+    opening = asyncio.ensure_future(
+        start_stream(plan.deployments, forwarded, log, runtime.routing.router, plan.hedge, plan.retry)
+    )
     keepalive_s = runtime.settings.keepalive_interval_s
     try:
         await asyncio.wait_for(asyncio.shield(opening), timeout=keepalive_s)
@@ -136,10 +154,10 @@ async def _stream(
         pass
     except AllAttemptsFailed as failure:
         _fail(runtime, record, log, started_at, failure.last_error)
-        raise from_all_failed(failure, model) from None
+        raise _routed(from_all_failed(failure, model), log) from None
     except ProviderError as error:
         _fail(runtime, record, log, started_at, error)
-        raise from_provider_error(error) from None
+        raise _routed(from_provider_error(error), log) from None
     except BaseException:
         opening.cancel()
         raise
@@ -148,17 +166,17 @@ async def _stream(
         model=model,
         created=int(time.time()),
         body=forwarded,
-        plan=plan,
+        plan=plan.deployments,
         client_wants_usage=client_usage,
         resume=model in runtime.resumable_models,
         record=record,
         log=log,
         started_at=started_at,
         finish=runtime.finish,
+        gateway_meta=(lambda: plan.metadata(log)) if meta else None,
     )
-    headers = dict(SSE_HEADERS)
-    if opening.done():
-        headers["x-gateway-route"] = log.route_header()
+    # Before the stream has started this names the attempt under way ("…;pending").
+    headers = {**SSE_HEADERS, "x-gateway-route": log.route_header()}
     return EventSourceResponse(
         relay(ctx, opening),
         headers=headers,

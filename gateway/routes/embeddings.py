@@ -13,7 +13,7 @@ from gateway.auth import authenticate
 from gateway.errors import from_all_failed, from_provider_error
 from gateway.records import RequestRecord
 from gateway.request_body import EmbeddingsRequest, read_json_object, validate
-from gateway.routes.chat import resolve_model, upstream_body
+from gateway.routes.chat import upstream_body
 from gateway.runtime import Runtime
 from providers.errors import ProviderError
 from providers.types import Usage
@@ -26,14 +26,17 @@ async def embeddings(request: Request) -> Response:
     principal = authenticate(request, runtime.settings)
     body = await read_json_object(request, runtime.settings.max_body_bytes)
     validate(EmbeddingsRequest, body)
-    group = resolve_model(runtime, body["model"])
+    plan = runtime.routing.plan(runtime.models, body, principal.name)
+    group = plan.groups[0]
     record = RequestRecord(
         request_id=request.state.request_id, model=group.name, key_id=principal.key_id, kind="embeddings"
     )
     started_at = time.monotonic()
     log = AttemptLog()
     try:
-        result, deployment = await embed(list(group.deployments), upstream_body(body), log)
+        result, deployment = await embed(
+            plan.deployments, upstream_body(body), log, runtime.routing.router, plan.retry
+        )
     except (AllAttemptsFailed, ProviderError) as failure:
         record.status = 502
         record.attempts = [a.as_dict() for a in log.attempts]

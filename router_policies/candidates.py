@@ -1,0 +1,159 @@
+"""Candidate deployments: the hard filters of a request's preferences, and live load.
+
+Filters (`only`, `ignore`, `data_collection: deny`, `require_parameters`, `max_price`)
+drop deployments and say why, so that when nothing is left the client is told which
+deployment failed which rule. `Candidate` then carries what the policies score: the
+blended price, the rolling stats, the load (in-flight against `max_concurrency`, a
+self-hosted server's queue and KV cache, the upstream's remaining rate limit) and
+whether the breaker lets a request through.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from router_policies.deployment import Deployment
+from router_policies.prefs import ProviderPrefs
+from router_policies.stats import Summary
+from router_policies.store import StateStore
+
+# Body fields every deployment accepts; anything else counts for `require_parameters`.
+CORE_FIELDS = frozenset(
+    {"model", "models", "messages", "stream", "stream_options", "provider", "user", "metadata", "input"}
+)
+PRICE_FLOOR_PER_MTOK = 0.01  # free (self-hosted) deployments still get a finite weight
+SERVER_LOAD_STALE_S = 30.0
+KV_CACHE_BUSY = 0.95
+LOW_RATE_LIMIT = 0.2  # below this fraction of the limit left, count the rest as load
+
+
+class NoCandidates(Exception):
+    """Nothing survives the hard filters: a client error (4xx) naming each exclusion."""
+
+    def __init__(self, model: str, excluded: list[tuple[str, str]]) -> None:
+        reasons = "; ".join(f"{d}: {why}" for d, why in excluded) or "no deployments"
+        super().__init__(
+            f"no deployment of model {model!r} fits the request's provider preferences ({reasons})"
+        )
+        self.model = model
+        self.excluded = excluded
+
+
+def names(d: Deployment) -> tuple[str, str]:
+    return d.provider.lower(), d.id.lower()
+
+
+def named_in(d: Deployment, listed: Iterable[str]) -> bool:
+    provider, ident = names(d)
+    return any(x in (provider, ident) for x in listed)
+
+
+def sent_parameters(body: dict[str, object]) -> frozenset[str]:
+    return frozenset(body) - CORE_FIELDS
+
+
+def exclusion(d: Deployment, prefs: ProviderPrefs, sent: frozenset[str]) -> str | None:
+    """Why a hard filter drops this deployment, or None when it stays."""
+    if prefs.only is not None and not named_in(d, prefs.only):
+        return "not in provider.only"
+    if prefs.ignore is not None and named_in(d, prefs.ignore):
+        return "in provider.ignore"
+    if prefs.allow_fallbacks is False and prefs.order is not None and not named_in(d, prefs.order):
+        return "not in provider.order and allow_fallbacks is false"
+    if prefs.data_collection == "deny" and not (d.self_hosted or d.data_collection == "deny"):
+        return "may keep data (data_collection: deny asked)"
+    if prefs.require_parameters and sent:
+        missing = sorted(sent - (d.supported_parameters or frozenset()))
+        if missing:
+            return f"does not declare support for {missing}"
+    price = prefs.max_price
+    if price is not None:
+        if price.prompt is not None and d.input_price_per_mtok > price.prompt:
+            return f"prompt price ${d.input_price_per_mtok:g}/M above max_price.prompt ${price.prompt:g}/M"
+        if price.completion is not None and d.output_price_per_mtok > price.completion:
+            return f"completion price ${d.output_price_per_mtok:g}/M above max_price.completion ${price.completion:g}/M"
+    return None
+
+
+def filter_deployments(
+    deployments: Sequence[Deployment], prefs: ProviderPrefs, sent: frozenset[str]
+) -> tuple[list[Deployment], list[tuple[str, str]]]:
+    kept: list[Deployment] = []
+    excluded: list[tuple[str, str]] = []
+    for d in deployments:
+        why = exclusion(d, prefs, sent)
+        if why is None:
+            kept.append(d)
+        else:
+            excluded.append((d.id, why))
+    return kept, excluded
+
+
+@dataclass(slots=True)
+class Candidate:
+    deployment: Deployment
+    model: str  # the name the client used for the group this deployment serves
+    price: float  # blended USD per million tokens
+    stats: Summary
+    in_flight: int
+    load: float  # 0 idle … 1 saturated
+    busy: bool  # at capacity: only a fallback
+    available: bool  # the breaker lets a request through
+    breaker: str
+    score: float = 0.0
+
+    def as_dict(self) -> dict[str, object]:
+        d = self.deployment
+        return {
+            "deployment": d.id,
+            "provider": d.provider,
+            "model": self.model,
+            "score": round(self.score, 6),
+            "price_per_mtok": {"prompt": d.input_price_per_mtok, "completion": d.output_price_per_mtok},
+            "ttft_p50_ms": self.stats.ttft_p50_ms,
+            "ttft_p90_ms": self.stats.ttft_p90_ms,
+            "tokens_per_s_p50": self.stats.tps_p50,
+            "error_rate": round(self.stats.error_rate, 4),
+            "samples": self.stats.count,
+            "in_flight": self.in_flight,
+            "max_concurrency": d.max_concurrency,
+            "load": round(self.load, 4),
+            "busy": self.busy,
+            "breaker": self.breaker,
+        }
+
+
+def _load(d: Deployment, store: StateStore, in_flight: int, now: float) -> tuple[float, bool]:
+    load = min(1.0, in_flight / d.max_concurrency) if d.max_concurrency else 0.0
+    busy = d.max_concurrency is not None and in_flight >= d.max_concurrency
+    server = store.load(d.provider)
+    if server is not None and now - server.at < SERVER_LOAD_STALE_S:
+        # vLLM only queues once its batch is full: any waiting request means "at capacity".
+        busy = busy or server.waiting > 0 or server.kv_cache_usage >= KV_CACHE_BUSY
+        load = max(load, server.kv_cache_usage * 0.5)
+    limit = store.state(d.id).rate_limit
+    fraction = limit.remaining_fraction(now) if limit is not None else None
+    if fraction is not None:
+        busy = busy or fraction <= 0.0
+        if fraction < LOW_RATE_LIMIT:
+            load = max(load, 1.0 - fraction / LOW_RATE_LIMIT)
+    return load, busy
+
+
+def candidate(d: Deployment, model: str, store: StateStore, now: float) -> Candidate:
+    state = store.state(d.id)
+    in_flight = state.total_in_flight
+    load, busy = _load(d, store, in_flight, now)
+    price = max((d.input_price_per_mtok + d.output_price_per_mtok) / 2, PRICE_FLOOR_PER_MTOK)
+    return Candidate(
+        deployment=d,
+        model=model,
+        price=price,
+        stats=state.window.summary(),
+        in_flight=in_flight,
+        load=load,
+        busy=busy,
+        available=state.breaker.allows(now),
+        breaker=state.breaker.state(now),
+    )

@@ -1,0 +1,178 @@
+"""The router: from a request's models and preferences to an ordered plan, and back.
+
+`Router.plan` filters each model's deployments by the request's hard preferences,
+builds live candidates from the state store, ranks the available ones with the
+model's policy (or the `sort` the request asked for), pins `order` at the front and
+concatenates the models of a `models: [...]` fallback list. Deployments whose
+breaker is open are left out, unless nothing else is left, in which case they are
+tried soonest-to-reopen first rather than failing the request outright.
+
+The router is also the executor's observer: each attempt's start, failure, success
+and finish goes to the state store, so breakers and rolling stats follow reality.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from providers.errors import ContextLengthExceeded, ProviderError, UpstreamBadRequest
+from providers.types import RateLimitInfo
+from router_policies.attempts import AttemptLog
+from router_policies.candidates import (
+    Candidate,
+    NoCandidates,
+    candidate,
+    filter_deployments,
+    named_in,
+    sent_parameters,
+)
+from router_policies.deployment import Deployment, ModelGroup
+from router_policies.policies import DEFAULT_POLICY, Policy, get_policy
+from router_policies.prefs import NO_PREFS, ProviderPrefs
+from router_policies.runner import DEFAULT_RETRY, NO_HEDGE, HedgeSettings, RetrySettings
+from router_policies.store import StateStore
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRouting:
+    """Per-model routing settings from config."""
+
+    policy: str = DEFAULT_POLICY
+    hedge: HedgeSettings = NO_HEDGE
+    retry: RetrySettings = DEFAULT_RETRY
+    defaults: ProviderPrefs = NO_PREFS
+
+
+DEFAULT_ROUTING = ModelRouting()
+
+
+@dataclass(slots=True)
+class Plan:
+    deployments: list[Deployment]
+    model_of: dict[Deployment, str]
+    policy: str
+    prefs: ProviderPrefs
+    hedge: HedgeSettings
+    retry: RetrySettings
+    candidates: list[Candidate] = field(default_factory=list)
+    excluded: list[tuple[str, str]] = field(default_factory=list)
+    groups: list[ModelGroup] = field(default_factory=list)
+
+    def metadata(self, log: AttemptLog) -> dict[str, Any]:
+        """The `gateway` object: why this plan, and what each attempt did."""
+        return {
+            "policy": self.policy,
+            "preferences": self.prefs.as_dict(),
+            "hedge": self.hedge.enabled,
+            "candidates": [c.as_dict() for c in self.candidates],
+            "excluded": [{"deployment": d, "reason": why} for d, why in self.excluded],
+            "plan": [d.id for d in self.deployments],
+            "attempts": [a.as_dict() for a in log.attempts],
+        }
+
+
+def _counts_against(error: ProviderError) -> bool:
+    """Errors that say something about the deployment's health (not the request's fault)."""
+    return not isinstance(error, UpstreamBadRequest | ContextLengthExceeded)
+
+
+class Router:
+    def __init__(
+        self, store: StateStore, routing: dict[str, ModelRouting] | None = None, seed: int | None = None
+    ) -> None:
+        self.store = store
+        self.routing = routing or {}
+        self._policies: dict[str, Policy] = {}
+        self.rng = random.Random(seed)
+        for settings in self.routing.values():
+            self.policy(settings.policy)  # fail at start-up on an unknown name
+
+    def policy(self, name: str) -> Policy:
+        policy = self._policies.get(name)
+        if policy is None:
+            policy = self._policies[name] = get_policy(name)
+        return policy
+
+    def settings_for(self, model: str) -> ModelRouting:
+        return self.routing.get(model, DEFAULT_ROUTING)
+
+    def plan(
+        self,
+        groups: Sequence[ModelGroup],
+        body: dict[str, Any],
+        request: ProviderPrefs = NO_PREFS,
+        key: ProviderPrefs | None = None,
+    ) -> Plan:
+        """The ordered plan over every model in the fallback list; NoCandidates if none fits."""
+        first = self.settings_for(groups[0].name)
+        prefs = first.defaults.merge(key).merge(request)
+        plan = Plan([], {}, prefs.sort or first.policy, prefs, first.hedge, first.retry, groups=list(groups))
+        sent = sent_parameters(body)
+        closed: list[Candidate] = []
+        now = self.store.now()
+        for group in groups:
+            settings = self.settings_for(group.name)
+            group_prefs = settings.defaults.merge(key).merge(request)
+            kept, excluded = filter_deployments(group.deployments, group_prefs, sent)
+            plan.excluded += excluded
+            candidates = [candidate(d, group.name, self.store, now) for d in kept]
+            ranked = self._rank(candidates, group_prefs, settings)
+            plan.candidates += ranked
+            closed += [c for c in candidates if not c.available]
+            for c in ranked:
+                plan.deployments.append(c.deployment)
+                plan.model_of[c.deployment] = group.name
+        if not plan.candidates and not closed:
+            raise NoCandidates(
+                groups[0].name if len(groups) == 1 else str([g.name for g in groups]), plan.excluded
+            )
+        if not plan.deployments:  # every breaker is open: try the soonest to reopen
+            closed.sort(key=lambda c: self.store.state(c.deployment.id).breaker.open_until)
+            for c in closed:
+                plan.deployments.append(c.deployment)
+                plan.model_of[c.deployment] = c.model
+            plan.candidates += closed
+        return plan
+
+    def _rank(
+        self, candidates: list[Candidate], prefs: ProviderPrefs, settings: ModelRouting
+    ) -> list[Candidate]:
+        available = [c for c in candidates if c.available]
+        ranked = self.policy(prefs.sort or settings.policy).rank(available, self.rng)
+        if prefs.order:
+            pinned = [c for name in prefs.order for c in ranked if named_in(c.deployment, (name,))]
+            pinned = list(dict.fromkeys(pinned))
+            ranked = pinned + [c for c in ranked if c not in pinned]
+        elif prefs.allow_fallbacks is False:
+            ranked = ranked[:1]
+        return ranked
+
+    # -- the executor's observer ---------------------------------------------------------
+
+    def started(self, d: Deployment) -> None:
+        self.store.started(d.id)
+
+    def succeeded(self, d: Deployment) -> None:
+        self.store.succeeded(d.id)
+
+    def failed(self, d: Deployment, error: ProviderError) -> None:
+        reason = error.error_type if error.status is None else f"{error.error_type} {error.status}"
+        retry_after = getattr(error, "retry_after_s", None)
+        self.store.failed(d.id, retry_after, reason, _counts_against(error))
+
+    def cancelled(self, d: Deployment) -> None:
+        self.store.cancelled(d.id)
+
+    def finished(
+        self, d: Deployment, ttft_ms: float, tokens_per_s: float | None, rate_limit: RateLimitInfo | None
+    ) -> None:
+        self.store.finished(d.id, ttft_ms, tokens_per_s, rate_limit)
+
+    def available(self, d: Deployment) -> bool:
+        return self.store.state(d.id).breaker.allows(self.store.now())
+
+    def ttft_p90_ms(self, d: Deployment) -> float | None:
+        return self.store.state(d.id).window.summary().ttft_p90_ms

@@ -1,0 +1,158 @@
+"""Rolling-window statistics per deployment: what the scoring policies look at.
+
+Each finished attempt leaves one `Sample` (time to first token, tokens per second,
+success or failure). A `RollingWindow` keeps the last few minutes of them, bounded
+in count, and summarises them into percentiles on demand; the summary is cached
+until the window changes, so scoring many requests between two samples costs one
+sort, not one per request. Times come from an injectable clock so the benchmark can
+replay a market on simulated time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from providers.types import RateLimitInfo
+
+Clock = Callable[[], float]
+
+DEFAULT_WINDOW_S = 300.0
+DEFAULT_MAX_SAMPLES = 512
+
+
+@dataclass(slots=True, frozen=True)
+class Sample:
+    at: float  # clock seconds (wall clock by default, so replicas can share samples)
+    ok: bool
+    ttft_ms: float | None = None
+    tokens_per_s: float | None = None
+
+    def encode(self) -> str:
+        """Compact text for the shared store: `at,ok,ttft,tps` with empty fields for None."""
+        ttft = "" if self.ttft_ms is None else f"{self.ttft_ms:.2f}"
+        tps = "" if self.tokens_per_s is None else f"{self.tokens_per_s:.2f}"
+        return f"{self.at:.3f},{int(self.ok)},{ttft},{tps}"
+
+    @classmethod
+    def decode(cls, text: str) -> Sample | None:
+        parts = text.split(",")
+        if len(parts) != 4:
+            return None
+        try:
+            return cls(
+                float(parts[0]),
+                parts[1] == "1",
+                float(parts[2]) if parts[2] else None,
+                float(parts[3]) if parts[3] else None,
+            )
+        except ValueError:
+            return None
+
+
+@dataclass(slots=True, frozen=True)
+class Summary:
+    count: int = 0
+    error_rate: float = 0.0
+    ttft_p50_ms: float | None = None
+    ttft_p90_ms: float | None = None
+    tps_p50: float | None = None
+    tps_p90: float | None = None
+
+
+EMPTY = Summary()
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """Nearest-rank percentile of an already sorted, non-empty list."""
+    index = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
+    return sorted_values[index]
+
+
+class RollingWindow:
+    """The last `window_s` seconds of samples (at most `max_samples`)."""
+
+    __slots__ = ("_clock", "_samples", "_summary", "window_s")
+
+    def __init__(
+        self,
+        window_s: float = DEFAULT_WINDOW_S,
+        max_samples: int = DEFAULT_MAX_SAMPLES,
+        clock: Clock = time.time,
+    ) -> None:
+        self.window_s = window_s
+        self._clock = clock
+        self._samples: deque[Sample] = deque(maxlen=max_samples)
+        self._summary: Summary | None = None
+
+    def add(self, sample: Sample) -> None:
+        self._samples.append(sample)
+        self._summary = None
+
+    def replace(self, samples: Iterable[Sample]) -> None:
+        """Adopt the shared view (every replica's samples) read back from the store."""
+        self._samples.clear()
+        self._samples.extend(sorted(samples, key=lambda s: s.at))
+        self._summary = None
+
+    def _prune(self) -> None:
+        horizon = self._clock() - self.window_s
+        while self._samples and self._samples[0].at < horizon:
+            self._samples.popleft()
+            self._summary = None
+
+    def summary(self) -> Summary:
+        self._prune()
+        if self._summary is None:
+            self._summary = self._summarise()
+        return self._summary
+
+    def _summarise(self) -> Summary:
+        if not self._samples:
+            return EMPTY
+        failures = sum(1 for s in self._samples if not s.ok)
+        ttfts = sorted(s.ttft_ms for s in self._samples if s.ttft_ms is not None)
+        rates = sorted(s.tokens_per_s for s in self._samples if s.tokens_per_s is not None)
+        return Summary(
+            count=len(self._samples),
+            error_rate=failures / len(self._samples),
+            ttft_p50_ms=percentile(ttfts, 0.5) if ttfts else None,
+            ttft_p90_ms=percentile(ttfts, 0.9) if ttfts else None,
+            tps_p50=percentile(rates, 0.5) if rates else None,
+            tps_p90=percentile(rates, 0.9) if rates else None,
+        )
+
+    def __len__(self) -> int:
+        return len(self._samples)
+
+
+@dataclass(slots=True)
+class ServerLoad:
+    """Gauges scraped from a self-hosted server (vLLM's /metrics), per provider."""
+
+    waiting: float = 0.0
+    running: float = 0.0
+    kv_cache_usage: float = 0.0
+    at: float = 0.0
+
+
+@dataclass(slots=True)
+class RateLimitState:
+    """The latest `x-ratelimit-*` reading, with when it was taken."""
+
+    info: RateLimitInfo
+    at: float
+
+    def remaining_fraction(self, now: float) -> float | None:
+        """Remaining requests (or tokens) as a fraction of the limit, while the reading is fresh."""
+        info = self.info
+        reset = info.reset_requests_s if info.reset_requests_s is not None else info.reset_tokens_s
+        if reset is not None and now - self.at > reset:
+            return None  # the window has reset since
+        if info.remaining_requests is not None and info.limit_requests:
+            return info.remaining_requests / info.limit_requests
+        if info.remaining_tokens is not None and info.limit_tokens:
+            return info.remaining_tokens / info.limit_tokens
+        return None
