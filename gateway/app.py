@@ -18,6 +18,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
+from gateway.accounts import AccountsMiddleware
+from gateway.admin.routes import admin_routes
 from gateway.config import GatewayConfig
 from gateway.errors import GatewayError, error_response
 from gateway.middleware import RequestIdMiddleware
@@ -76,10 +78,11 @@ def create_app(settings: Settings, config: GatewayConfig) -> ASGIApp:
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/generation", generation, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
+        *admin_routes(),
     ]
     app = Starlette(
         routes=routes,
         exception_handlers={GatewayError: _gateway_error, HTTPException: _http_error, Exception: _unexpected},
         lifespan=lifespan,
     )
-    return RequestIdMiddleware(app)
+    return RequestIdMiddleware(AccountsMiddleware(app, settings))

@@ -1,14 +1,19 @@
-"""Who is calling: the admin key today, virtual keys once they exist.
+"""Who is calling: the admin key, or a virtual key.
 
-With `GATEWAY_ADMIN_KEY` set every `/v1` call must present it as a bearer token;
-without it the gateway is open, which is why the CLI then refuses to listen on
-anything but loopback. Keys are compared in constant time.
+With `GATEWAY_ADMIN_KEY` set every `/v1` call must present it or a live virtual key as
+a bearer token; without it the gateway is open (which is why the CLI then refuses to
+listen on anything but loopback), though a virtual key presented to an open gateway
+is still recognised so its limits apply. Virtual keys are resolved before the route
+runs (`gateway.accounts.AccountsMiddleware`, from a cache, constant-time compare) and
+left in `request.state.virtual_key`, so this stays synchronous and never touches the
+database. The admin key is compared in constant time.
 """
 
 from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
+from typing import Any
 
 from starlette.requests import Request
 
@@ -23,6 +28,7 @@ class Principal:
     key_id: str | None
     name: str
     is_admin: bool
+    key: Any = None  # the virtual key's record (gateway.keys.KeyRecord), for limits
 
 
 OPEN = Principal(None, "anonymous", is_admin=False)
@@ -39,9 +45,14 @@ def bearer_token(request: Request) -> str | None:
     return token.strip()
 
 
+def _virtual(request: Request) -> Principal | None:
+    key = getattr(request.state, "virtual_key", None)
+    return Principal(key.id, key.name, is_admin=False, key=key) if key is not None else None
+
+
 def authenticate(request: Request, settings: Settings) -> Principal:
     if not settings.auth_enabled:
-        return OPEN
+        return _virtual(request) or OPEN
     token = bearer_token(request)
     if token is None:
         raise GatewayError(
@@ -53,4 +64,9 @@ def authenticate(request: Request, settings: Settings) -> Principal:
     assert settings.admin_key is not None
     if hmac.compare_digest(token.encode(), settings.admin_key.get_secret_value().encode()):
         return ADMIN
-    raise GatewayError(401, "invalid API key", code="invalid_api_key", headers={"www-authenticate": "Bearer"})
+    virtual = _virtual(request)
+    if virtual is not None:
+        return virtual
+    raise GatewayError(
+        401, "invalid or revoked API key", code="invalid_api_key", headers={"www-authenticate": "Bearer"}
+    )

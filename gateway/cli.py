@@ -1,4 +1,4 @@
-"""The `gateway` command: `gateway serve` (and, as they arrive, keys and db commands)."""
+"""The `gateway` command: `gateway serve`, `gateway keys create|list|revoke`, `gateway db upgrade`."""
 
 from __future__ import annotations
 
@@ -82,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--port", type=int, default=8080)
     serve_cmd.add_argument("--access-log", action="store_true", help="log every request line")
     serve_cmd.set_defaults(handler=serve)
+    from gateway.admin.cli import add_commands
+
+    add_commands(commands)
     return parser
 
 

@@ -51,6 +51,7 @@ class Runtime:
     sinks: list[RecordSink] = field(default_factory=list)
     closers: list[Any] = field(default_factory=list)
     models_json: bytes = b""
+    accounts: Any = None  # gateway.accounts.Accounts: keys, limits, the ledger
     resumable_models: frozenset[str] = frozenset()
     routing: Any = None  # gateway.routing.Routing: the router, its state store, the vLLM scraper
 
@@ -211,6 +212,9 @@ async def build_runtime(settings: Settings, config: GatewayConfig) -> Runtime:
     catalog = PriceCatalog.load() if _needs_catalog(config) else None
     models = build_models(config, providers, catalog)
     runtime = Runtime(settings, config, models, providers, pool, closers=closers)
+    from gateway.accounts import open_accounts
+
+    runtime.accounts = await open_accounts(runtime)
     from gateway.routes.models import models_payload
 
     runtime.models_json = models_payload(runtime)

@@ -33,6 +33,12 @@ class Settings(BaseSettings):
     keepalive_interval_s: float = Field(5.0, gt=0, validation_alias=_env("GATEWAY_KEEPALIVE_S"))
     http_client: Literal["aiohttp", "httpx"] = Field("aiohttp", validation_alias=_env("GATEWAY_HTTP_CLIENT"))
     log_level: str = Field("info", validation_alias=_env("GATEWAY_LOG_LEVEL"))
+    # Keys, limits and the ledger (gateway.accounts).
+    migrate_on_start: bool = Field(True, validation_alias=_env("GATEWAY_MIGRATE_ON_START"))
+    key_cache_ttl_s: float = Field(5.0, ge=0, validation_alias=_env("GATEWAY_KEY_CACHE_TTL_S"))
+    ledger_spool_dir: Path | None = Field(None, validation_alias=_env("GATEWAY_LEDGER_SPOOL_DIR"))
+    ledger_flush_interval_s: float = Field(0.5, gt=0, validation_alias=_env("GATEWAY_LEDGER_FLUSH_S"))
+    ledger_memory_rows: int = Field(20_000, ge=10, validation_alias=_env("GATEWAY_LEDGER_MEMORY_ROWS"))
 
     @property
     def auth_enabled(self) -> bool:

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.accounting import estimate_usage, usage_payload
+from gateway.accounts import admit
 from gateway.auth import authenticate
 from gateway.errors import GatewayError, from_all_failed, from_provider_error
 from gateway.records import RequestRecord
@@ -59,6 +60,7 @@ async def chat_completions(request: Request) -> Response:
     validate(ChatCompletionRequest, body)
     plan = runtime.routing.plan(runtime.models, body, principal.name)
     group = plan.groups[0]
+    await admit(request, runtime, principal, group, body)
     request_id: str = request.state.request_id
     record = RequestRecord(request_id=request_id, model=group.name, key_id=principal.key_id)
     record.policy = plan.policy

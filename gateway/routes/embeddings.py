@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.accounting import usage_payload
+from gateway.accounts import admit
 from gateway.auth import authenticate
 from gateway.errors import from_all_failed, from_provider_error
 from gateway.records import RequestRecord
@@ -28,6 +29,7 @@ async def embeddings(request: Request) -> Response:
     validate(EmbeddingsRequest, body)
     plan = runtime.routing.plan(runtime.models, body, principal.name)
     group = plan.groups[0]
+    await admit(request, runtime, principal, group, body)
     record = RequestRecord(
         request_id=request.state.request_id, model=group.name, key_id=principal.key_id, kind="embeddings"
     )

@@ -1,0 +1,101 @@
+"""Limit counters in this process: exact for one replica, and what runs without Redis.
+
+Requests per minute use a sliding log of admission times (never more than `rpm`
+requests in any 60 s), tokens per minute a log of (time, tokens) per finished request.
+Budgets keep, per key and period, the spend settled so far plus the reservations of
+requests in flight; a reservation expires if its request never reports back.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from gateway.limits.types import BudgetCheck, WindowCheck
+
+WINDOW_S = 60.0
+
+
+@dataclass
+class _Budget:
+    spent: float
+    reservations: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def reserved(self, now: float) -> float:
+        for request_id, (_, expires) in list(self.reservations.items()):
+            if expires < now:
+                del self.reservations[request_id]
+        return sum(amount for amount, _ in self.reservations.values())
+
+
+class MemoryBackend:
+    def __init__(self) -> None:
+        self._requests: dict[str, deque[float]] = {}
+        self._tokens: dict[str, deque[tuple[float, int]]] = {}
+        self._budgets: dict[str, _Budget] = {}
+
+    async def hit_requests(self, key_id: str, limit: int, request_id: str) -> WindowCheck:
+        now = time.monotonic()
+        log = self._requests.setdefault(key_id, deque())
+        while log and log[0] <= now - WINDOW_S:
+            log.popleft()
+        if len(log) >= limit:
+            return WindowCheck(False, 0, log[0] + WINDOW_S - now)
+        log.append(now)
+        return WindowCheck(True, limit - len(log), log[0] + WINDOW_S - now)
+
+    async def tokens_used(self, key_id: str, limit: int) -> WindowCheck:
+        now = time.monotonic()
+        log = self._tokens.setdefault(key_id, deque())
+        while log and log[0][0] <= now - WINDOW_S:
+            log.popleft()
+        used = sum(tokens for _, tokens in log)
+        reset = self._tokens_reset(log, used, limit, now)
+        return WindowCheck(used < limit, max(0, limit - used), reset)
+
+    @staticmethod
+    def _tokens_reset(log: deque[tuple[float, int]], used: int, limit: int, now: float) -> float:
+        """Seconds until enough tokens age out of the window to drop below the limit."""
+        for stamp, tokens in log:
+            if used < limit:
+                break
+            used -= tokens
+            if used < limit:
+                return stamp + WINDOW_S - now
+        return 0.0
+
+    async def add_tokens(self, key_id: str, tokens: int) -> None:
+        self._tokens.setdefault(key_id, deque()).append((time.monotonic(), tokens))
+
+    async def reserve(
+        self,
+        bucket: str,
+        budget: float,
+        amount: float,
+        request_id: str,
+        ttl_s: float,
+        initial: float,
+        _expire_at: int,
+    ) -> BudgetCheck:
+        now = time.monotonic()
+        state = self._budgets.setdefault(bucket, _Budget(initial))
+        reserved = state.reserved(now)
+        if state.spent + reserved >= budget:
+            return BudgetCheck(False, state.spent, reserved)
+        state.reservations[request_id] = (amount, now + ttl_s)
+        return BudgetCheck(True, state.spent, reserved + amount)
+
+    async def settle(self, bucket: str, request_id: str, cost: float) -> None:
+        state = self._budgets.get(bucket)
+        if state is None:
+            return
+        state.reservations.pop(request_id, None)
+        state.spent += cost
+
+    async def spent(self, bucket: str) -> float | None:
+        state = self._budgets.get(bucket)
+        return None if state is None else state.spent
+
+    async def aclose(self) -> None:
+        return None
