@@ -135,6 +135,10 @@ class Router:
                 plan.deployments.append(c.deployment)
                 plan.model_of[c.deployment] = c.model
             plan.candidates += closed
+        else:
+            for c in closed:
+                breaker = self.store.state(c.deployment.id).breaker
+                plan.excluded.append((c.deployment.id, f"breaker {c.breaker}: {breaker.reason}"))
         return plan
 
     def _rank(
@@ -143,9 +147,12 @@ class Router:
         available = [c for c in candidates if c.available]
         ranked = self.policy(prefs.sort or settings.policy).rank(available, self.rng)
         if prefs.order:
-            pinned = [c for name in prefs.order for c in ranked if named_in(c.deployment, (name,))]
-            pinned = list(dict.fromkeys(pinned))
-            ranked = pinned + [c for c in ranked if c not in pinned]
+            pinned: list[Candidate] = []
+            for name in prefs.order:
+                pinned += [
+                    c for c in ranked if named_in(c.deployment, (name,)) and all(c is not p for p in pinned)
+                ]
+            ranked = pinned + [c for c in ranked if all(c is not p for p in pinned)]
         elif prefs.allow_fallbacks is False:
             ranked = ranked[:1]
         return ranked

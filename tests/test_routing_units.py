@@ -1,0 +1,104 @@
+"""Routing pieces on their own: breaker states, preferences, policies, metrics parsing, retry rounds."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+
+import pytest
+
+from providers.errors import UpstreamRateLimited, UpstreamUnavailable
+from router_policies.attempts import AllAttemptsFailed, AttemptLog
+from router_policies.breaker import CLOSED, HALF_OPEN, OPEN, BreakerSettings, CircuitBreaker
+from router_policies.prefs import PrefsError, ProviderPrefs, parse_prefs, split_suffix
+from router_policies.runner import RetrySettings, run_plan
+from router_policies.vllm_metrics import parse_metrics, server_load
+
+
+def test_breaker_opens_on_consecutive_failures_half_opens_one_probe_and_closes():
+    breaker = CircuitBreaker(BreakerSettings(failure_threshold=2, cooldown_s=10))
+    assert not breaker.on_failure(0, None, "500") and breaker.state(0) == CLOSED
+    assert breaker.on_failure(1, None, "500") and breaker.state(5) == OPEN and not breaker.allows(5)
+    assert breaker.state(11) == HALF_OPEN and breaker.allows(11)
+    breaker.on_attempt(11)
+    assert not breaker.allows(11)  # one probe at a time
+    assert breaker.on_failure(12, None, "500") and breaker.open_until == 12 + 20  # cooldown doubles
+    breaker.on_attempt(40)
+    breaker.on_success()
+    assert breaker.state(40) == CLOSED and breaker.failures == 0
+
+
+def test_breaker_retry_after_opens_for_exactly_that_long():
+    breaker = CircuitBreaker()
+    assert breaker.on_failure(100, 7, "rate_limited 429")
+    assert breaker.state(106.9) == OPEN and breaker.state(107) == HALF_OPEN
+
+
+def test_prefs_parse_merge_and_suffixes():
+    prefs = parse_prefs({"order": ["Groq"], "sort": "price", "max_price": {"prompt": 1}})
+    assert prefs.order == ("groq",) and prefs.max_price is not None and prefs.max_price.prompt == 1
+    assert ProviderPrefs(sort="price", only=("a",)).merge(ProviderPrefs(sort="latency")).only == ("a",)
+    assert split_suffix("llama:nitro") == ("llama", ProviderPrefs(sort="throughput"))
+    assert split_suffix("llama:floor")[1] == ProviderPrefs(sort="price")
+    assert split_suffix("org/model:v2") == ("org/model:v2", None)
+    for bad in ({"sort": "cheapest"}, {"order": "groq"}, {"max_price": {"prompt": -1}}, {"nope": 1}):
+        with pytest.raises(PrefsError):
+            parse_prefs(bad)
+
+
+def test_vllm_metrics_are_summed_over_models_and_both_kv_names_read():
+    text = (
+        "# HELP vllm:num_requests_waiting x\n"
+        'vllm:num_requests_waiting{model_name="a"} 2.0\n'
+        'vllm:num_requests_waiting{model_name="b"} 1.0\n'
+        'vllm:gpu_cache_usage_perc{model_name="a"} 0.5\n'
+        "other_metric 3\n"
+    )
+    load = server_load(parse_metrics(text), at=1.0)
+    assert load.waiting == 3.0 and load.kv_cache_usage == 0.5
+
+
+class _Dep:
+    def __init__(self, name: str) -> None:
+        self.id = self.provider = name
+        self.context_window_tokens = None
+
+
+def test_retry_round_waits_the_retry_after_the_upstreams_asked_for():
+    calls: list[tuple[str, float]] = []
+
+    async def attempt(d):
+        calls.append((d.id, time.monotonic()))
+        if len(calls) <= 2:
+            raise UpstreamRateLimited("busy", provider=d.id, status=429, retry_after_s=0.2)
+        return "ok"
+
+    result, d = asyncio.run(
+        run_plan([_Dep("a"), _Dep("b")], AttemptLog(), attempt, retry=RetrySettings(rounds=2))
+    )
+    assert result == "ok" and d.id == "a"
+    assert 0.18 <= calls[2][1] - calls[1][1] < 0.5
+
+
+def test_retry_gives_up_when_retry_after_is_longer_than_the_request_may_wait():
+    async def attempt(d):
+        raise UpstreamUnavailable("down", provider=d.id, status=503, retry_after_s=30)
+
+    started = time.monotonic()
+    with pytest.raises(AllAttemptsFailed) as caught:
+        asyncio.run(run_plan([_Dep("a")], AttemptLog(), attempt, retry=RetrySettings(rounds=3, max_wait_s=1)))
+    assert time.monotonic() - started < 0.5 and len(caught.value.attempts) == 1
+
+
+def test_default_weights_follow_inverse_square_price():
+    from router_policies.candidates import Candidate
+    from router_policies.policies import InversePriceSquared
+    from router_policies.stats import EMPTY
+
+    def cand(price):
+        return Candidate(_Dep(str(price)), "m", price, EMPTY, 0, 0.0, False, True, "closed")  # type: ignore[arg-type]
+
+    rng = random.Random(7)
+    firsts = [InversePriceSquared().rank([cand(1.0), cand(2.0)], rng)[0].price for _ in range(4000)]
+    assert abs(firsts.count(1.0) / 4000 - 0.8) < 0.03
