@@ -120,3 +120,156 @@ def config_for(
                 "        output_price_per_mtok: 2.0",
             ]
     return "\n".join(lines) + "\n"
+
+
+# --- Services (PostgreSQL, Redis) and the accounts side of a running gateway ---
+
+PG_HOST, PG_PORT, REDIS_HOST_PORT = "127.0.0.1", 5432, ("127.0.0.1", 6379)
+
+
+def service_missing(name: str) -> None:
+    """Skip a test whose service is absent — or fail it when GATEWAY_REQUIRE_SERVICES=1 (CI)."""
+    import pytest
+
+    if os.environ.get("GATEWAY_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"{name} is required (GATEWAY_REQUIRE_SERVICES=1) but not reachable")
+    pytest.skip(f"{name} not reachable on 127.0.0.1")
+
+
+def redis_url() -> str:
+    """The local Redis, or skip/fail."""
+    try:
+        with socket.create_connection(REDIS_HOST_PORT, timeout=1) as sock:
+            sock.sendall(b"PING\r\n")
+            if sock.recv(16).startswith(b"+PONG"):
+                return "redis://127.0.0.1:6379/0"
+    except OSError:
+        pass
+    service_missing("Redis")
+    raise AssertionError("unreachable")
+
+
+def _pg_user() -> str | None:
+    import asyncpg
+
+    async def probe(user: str) -> bool:
+        try:
+            conn = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=user, database="test", timeout=3)
+        except Exception:
+            return False
+        await conn.close()
+        return True
+
+    for user in ("postgres", "root"):
+        if asyncio.run(probe(user)):
+            return user
+    return None
+
+
+def postgres_database() -> tuple[str, Any]:
+    """A fresh database on the local PostgreSQL: (async URL, drop callable); or skip/fail."""
+    import asyncpg
+
+    user = _pg_user()
+    if user is None:
+        service_missing("PostgreSQL")
+    name = "gw_test_" + os.urandom(6).hex()
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=user, database="test", timeout=5)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    return (
+        f"postgresql+asyncpg://{user}@{PG_HOST}:{PG_PORT}/{name}",
+        lambda: asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')),
+    )
+
+
+def database_url(kind: str, tmp_path: Any) -> tuple[str, Any]:
+    """A fresh database of `kind` ("sqlite" or "postgres") and a callable that removes it."""
+    if kind == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path}/gateway.db", lambda: None
+    return postgres_database()
+
+
+def runtime_of(server: ServerThread) -> Any:
+    """The live Runtime inside an in-thread gateway (for counting queries, flushing the ledger)."""
+    app: Any = server._server.config.app
+    while not hasattr(app, "state"):
+        app = app.app
+    return app.state.runtime
+
+
+def wait_for(predicate: Any, timeout_s: float = 10.0, interval_s: float = 0.05) -> Any:
+    """Poll `predicate` until it returns something truthy; fail after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s}s (last value {value!r})")
+        time.sleep(interval_s)
+
+
+class GatewayProcess:
+    """`gateway serve` as a real process (for SIGTERM and multi-replica tests)."""
+
+    def __init__(self, config_path: Any, env: dict[str, str], log_path: Any) -> None:
+        import subprocess
+        import sys
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = int(sock.getsockname()[1])
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gateway.cli",
+                "serve",
+                "--port",
+                str(self.port),
+                "--config",
+                str(config_path),
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **env},
+            cwd=str(log_path.parent),
+        )
+
+    def wait_ready(self, timeout_s: float = 30.0) -> GatewayProcess:
+        import httpx
+
+        def up() -> bool:
+            if self.process.poll() is not None:
+                raise AssertionError(f"gateway exited early:\n{self.log_path.read_text()}")
+            try:
+                return httpx.get(f"{self.url}/health", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(up, timeout_s=timeout_s, interval_s=0.1)
+        return self
+
+    def stop(self, timeout_s: float = 20.0) -> int:
+        """SIGTERM, then wait (bounded); SIGKILL only if it hangs."""
+        import subprocess
+
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        self._log.close()
+        return int(self.process.returncode)

@@ -1,0 +1,195 @@
+"""Per-key limits end to end: rpm and tpm (429 with headers), budgets (402), concurrency, replicas."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from gateway.simulator import Behaviour
+from tests.harness import GatewayProcess, config_for, redis_url, runtime_of, wait_for
+
+ADMIN = "admin-secret"
+HI = [{"role": "user", "content": "hi"}]
+
+
+def new_key(base: str, **spec: Any) -> dict[str, Any]:
+    made = httpx.post(
+        f"{base}/admin/api/keys", json={"name": "k", **spec}, headers={"authorization": f"Bearer {ADMIN}"}
+    )
+    assert made.status_code == 201, made.text
+    return dict(made.json())
+
+
+def client(base: str, key: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=base + "/v1", api_key=key, max_retries=0, timeout=30)
+
+
+def start(gateway: Any, fake: Any, tmp_path: Any, behaviour: Behaviour | None = None, **settings: Any) -> Any:
+    up = fake(behaviour=behaviour)
+    settings.setdefault("database_url", f"sqlite+aiosqlite:///{tmp_path}/g.db")
+    return gateway(
+        config_for({"a": up.url}), admin_key=ADMIN, ledger_spool_dir=tmp_path / "spool", **settings
+    )
+
+
+def test_rpm_gives_429_with_retry_after_and_ratelimit_headers(fake, gateway, tmp_path):
+    gw = start(gateway, fake, tmp_path)
+    api = client(gw.url, new_key(gw.url, rpm=5)["key"])
+    remaining = []
+    for _ in range(5):
+        raw = api.chat.completions.with_raw_response.create(model="m", messages=HI)
+        assert raw.headers["x-ratelimit-limit-requests"] == "5"
+        remaining.append(int(raw.headers["x-ratelimit-remaining-requests"]))
+    assert remaining == [4, 3, 2, 1, 0]
+    with pytest.raises(openai.RateLimitError, match="5 requests per minute") as caught:
+        api.chat.completions.create(model="m", messages=HI)
+    headers = caught.value.response.headers
+    assert 1 <= int(headers["retry-after"]) <= 60
+    assert headers["x-ratelimit-remaining-requests"] == "0" and headers["x-ratelimit-limit-requests"] == "5"
+
+
+def test_tpm_counts_tokens_of_finished_requests(fake, gateway, tmp_path):
+    gw = start(gateway, fake, tmp_path, Behaviour(completion_tokens=20))
+    api = client(gw.url, new_key(gw.url, tpm=20)["key"])
+    raw = api.chat.completions.with_raw_response.create(model="m", messages=HI)
+    assert (
+        raw.headers["x-ratelimit-limit-tokens"] == "20"
+        and raw.headers["x-ratelimit-remaining-tokens"] == "20"
+    )
+
+    def limited() -> Any:
+        try:
+            api.chat.completions.create(model="m", messages=HI)
+        except openai.RateLimitError as exc:
+            return exc
+        return None
+
+    error = wait_for(limited, timeout_s=5)
+    assert error.response.headers["x-ratelimit-remaining-tokens"] == "0"
+    assert int(error.response.headers["retry-after"]) >= 1 and "tokens per minute" in str(error)
+
+
+def test_budget_gives_402_naming_the_budget_and_its_reset(fake, gateway, tmp_path):
+    gw = start(gateway, fake, tmp_path)
+    api = client(gw.url, new_key(gw.url, name="tiny", budget_usd=0.000001, budget_period="day")["key"])
+    api.chat.completions.create(model="m", messages=HI)  # admitted: nothing spent yet
+
+    def refused() -> Any:
+        try:
+            api.chat.completions.create(model="m", messages=HI)
+        except openai.APIStatusError as exc:
+            return exc
+        return None
+
+    error = wait_for(refused, timeout_s=5)
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%dT00:00:00Z")
+    assert error.status_code == 402 and error.body["code"] == "budget_exceeded"
+    assert (
+        "key 'tiny'" in error.message
+        and "daily budget of $0.00" in error.message
+        and tomorrow in error.message
+    )
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+def test_budget_holds_under_200_concurrent_requests(backend, fake, gateway, tmp_path):
+    """200 requests at once against a budget worth ~20: in-flight reservations stop the rest."""
+    shared: dict[str, Any] = {"database_url": f"sqlite+aiosqlite:///{tmp_path}/g.db"}
+    if backend == "redis":
+        shared["redis_url"] = redis_url()
+    up = fake(behaviour=Behaviour(first_byte_ms=400, completion_tokens=50))
+    config = config_for({"a": up.url})
+    replicas = [gateway(config, admin_key=ADMIN, ledger_spool_dir=tmp_path / f"s{i}", **shared) for i in range(2 if backend == "redis" else 1)]  # fmt: skip
+    base = replicas[0].url
+    one = client(base, ADMIN).chat.completions.create(model="m", messages=HI, max_tokens=50)
+    cost_one = one.usage.model_extra["cost"]
+    budget = 20.5 * cost_one
+    key = new_key(base, name="burst", budget_usd=budget, budget_period="total")
+
+    async def burst() -> list[int]:
+        limits = httpx.Limits(max_connections=250)
+        async with httpx.AsyncClient(timeout=30, limits=limits) as http:
+            body = {"model": "m", "messages": HI, "max_tokens": 50}
+            headers = {"authorization": f"Bearer {key['key']}"}
+            calls = [
+                http.post(
+                    f"{replicas[i % len(replicas)].url}/v1/chat/completions", json=body, headers=headers
+                )
+                for i in range(200)
+            ]
+            return [r.status_code for r in await asyncio.gather(*calls)]
+
+    statuses = asyncio.run(burst())
+    ok, refused = statuses.count(200), statuses.count(402)
+    assert ok + refused == 200, statuses
+    assert 15 <= ok <= 21, ok  # ~budget / worst-case estimate; never more than the budget allows
+
+    admin = {"authorization": f"Bearer {ADMIN}"}
+
+    def settled() -> Any:
+        for r in replicas:
+            runtime_of(r).accounts.ledger._wake.set()
+        spend = httpx.get(f"{base}/admin/api/spend", params={"group_by": "key"}, headers=admin).json()["data"]
+        rows = [s for s in spend if s["group"] == "burst"]
+        return rows if rows and sum(r["requests"] for r in rows) == ok else None
+
+    [booked] = wait_for(settled, timeout_s=10)
+    assert booked["cost_usd"] == pytest.approx(ok * cost_one)
+    assert booked["cost_usd"] <= budget + cost_one  # overspend bounded by one request's cost
+    status = httpx.get(f"{base}/admin/api/keys/{key['id']}", headers=admin).json()["budget"]
+    assert status["spent_usd"] == pytest.approx(booked["cost_usd"])  # the budget counts the ledger's numbers
+    assert status["remaining_usd"] == pytest.approx(max(0.0, budget - booked["cost_usd"]))
+
+
+def test_rpm_holds_across_three_gateway_processes_sharing_redis(fake, tmp_path):
+    redis = redis_url()
+    up = fake()
+    config = tmp_path / "gateway.yaml"
+    config.write_text(config_for({"a": up.url}))
+    env = {
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/shared.db",
+        "REDIS_URL": redis,
+        "GATEWAY_ADMIN_KEY": ADMIN,
+        "GATEWAY_LOG_LEVEL": "info",
+    }
+    made = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "keys", "create", "--name", "fleet", "--rpm", "60", "--json"],
+        capture_output=True, text=True, timeout=60, env={**os.environ, **env},
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    secret = json.loads(made.stdout)["key"]
+    replicas = []
+    for i in range(3):
+        (tmp_path / f"r{i}").mkdir()
+        replicas.append(GatewayProcess(config, {**env, "GATEWAY_LEDGER_SPOOL_DIR": str(tmp_path / f"r{i}")},
+                                       tmp_path / f"r{i}" / "serve.log"))  # fmt: skip
+    try:
+        for replica in replicas:
+            replica.wait_ready()
+
+        def call(i: int) -> int:
+            response = httpx.post(
+                f"{replicas[i % 3].url}/v1/chat/completions",
+                json={"model": "m", "messages": HI},
+                headers={"authorization": f"Bearer {secret}"},
+                timeout=30,
+            )
+            return response.status_code
+
+        with ThreadPoolExecutor(max_workers=12) as pool:
+            statuses = list(pool.map(call, range(120)))
+        assert statuses.count(200) == 60 and statuses.count(429) == 60, statuses
+    finally:
+        codes = [r.stop() for r in replicas]
+    assert set(codes) <= {0, -15}  # uvicorn re-raises SIGTERM after a clean shutdown
+    assert all("Application shutdown complete" in r.log_path.read_text() for r in replicas)
