@@ -58,7 +58,7 @@ async def spend(
         )
         .where(LedgerRow.created_at >= utc(start), LedgerRow.created_at < utc(end))
         .group_by(group, slot)
-        .order_by(slot, group)
+        .order_by(slot, group.asc().nulls_first())
     )
     async with engine.connect() as connection:
         rows = (await connection.execute(query)).all()
