@@ -75,8 +75,10 @@ class ServerThread:
 
 
 def settings(**overrides: Any) -> Settings:
+    tmp = os.environ.get("TMPDIR", "/tmp")
     base: dict[str, Any] = {
-        "database_url": f"sqlite+aiosqlite:///{os.environ.get('TMPDIR', '/tmp')}/gw-test.db"
+        "database_url": f"sqlite+aiosqlite:///{tmp}/gw-test.db",
+        "ledger_spool_dir": f"{tmp}/gw-test-spool",
     }
     base.update(overrides)
     return Settings(**base)

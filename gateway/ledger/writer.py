@@ -32,7 +32,7 @@ from gateway.records import RequestRecord
 log = logging.getLogger("gateway.ledger")
 
 MAX_BACKOFF_S = 5.0
-INSERT_TIMEOUT_S = 30.0
+INSERT_TIMEOUT_S = 10.0
 
 
 def to_row(record: RequestRecord) -> dict[str, Any]:
@@ -141,13 +141,17 @@ class LedgerWriter:
         return True
 
     async def _drain_spool(self) -> None:
-        for path in self.spool.sealed():
-            rows = Spool.read(path)
-            for i in range(0, len(rows), self._batch_rows):
-                await self._write(rows[i : i + self._batch_rows])
-            path.unlink(missing_ok=True)
-            log.info("ledger: wrote %d spooled rows from %s", len(rows), path.name)
-        self._spooled = False
+        self._spooled = False  # cleared first: a spill while we drain sets it again
+        try:
+            for path in self.spool.sealed():
+                rows = Spool.read(path)
+                for i in range(0, len(rows), self._batch_rows):
+                    await self._write(rows[i : i + self._batch_rows])
+                path.unlink(missing_ok=True)
+                log.info("ledger: wrote %d spooled rows from %s", len(rows), path.name)
+        except BaseException:
+            self._spooled = True
+            raise
 
     async def _write(self, rows: list[dict[str, Any]]) -> None:
         values = [{**row, "created_at": datetime.fromtimestamp(row["created_at"], UTC)} for row in rows]
