@@ -35,6 +35,7 @@ from router_policies.deployment import Deployment
 from router_policies.executor import StartedStream, start_stream
 
 DONE = b"data: [DONE]\n\n"
+KEEP_ALIVE = b": keep-alive\n\n"
 _bookings: set[asyncio.Task[None]] = set()
 
 
@@ -74,6 +75,7 @@ class StreamContext:
     log: AttemptLog
     started_at: float
     finish: Callable[[RequestRecord], None]
+    keepalive_s: float = 5.0
     segments: list[Segment] = field(default_factory=list)
     finish_reason: str | None = None
     # With `X-Gateway-Metadata: enabled`: the routing explanation, sent in the last chunk.
@@ -207,11 +209,18 @@ async def _relay_segment(ctx: StreamContext, segment: Segment) -> AsyncIterator[
 
 
 async def relay(ctx: StreamContext, opening: asyncio.Future[StartedStream]) -> AsyncIterator[bytes]:
-    """The SSE body: wait for the stream to start (pings flow meanwhile), then relay it."""
+    """The SSE body: keep the client informed until the stream starts, then relay it.
+
+    Keep-alive comments are sent only while waiting for the first token, by this
+    generator itself, so none can ever follow `[DONE]`.
+    """
     cancelled, error = True, None
     try:
+        while not opening.done():
+            yield KEEP_ALIVE
+            await asyncio.wait({opening}, timeout=ctx.keepalive_s)
         try:
-            ctx.segments.append(Segment(await opening))
+            ctx.segments.append(Segment(opening.result()))
         except (AllAttemptsFailed, ProviderError) as failure:
             last = failure.last_error if isinstance(failure, AllAttemptsFailed) else failure
             last = last or ProviderError("no deployment could serve the request")

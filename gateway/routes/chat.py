@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 import orjson
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette import EventSourceResponse
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -30,10 +30,6 @@ from router_policies.router import Plan
 _GATEWAY_FIELDS = ("provider", "models")
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-
-
-def _keep_alive() -> ServerSentEvent:
-    return ServerSentEvent(comment="keep-alive", sep="\n")
 
 
 def resolve_model(runtime: Runtime, name: Any) -> ModelGroup:
@@ -175,6 +171,7 @@ async def _stream(
         log=log,
         started_at=started_at,
         finish=runtime.finish,
+        keepalive_s=keepalive_s,
         gateway_meta=(lambda: plan.metadata(log)) if meta else None,
     )
     # Before the stream has started this names the attempt under way ("…;pending").
@@ -182,7 +179,6 @@ async def _stream(
     return EventSourceResponse(
         relay(ctx, opening),
         headers=headers,
-        ping=keepalive_s,
-        ping_message_factory=_keep_alive,
+        ping=0,  # keep-alives come from `relay`, only while the first token is awaited
         sep="\n",
     )
