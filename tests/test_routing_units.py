@@ -102,3 +102,22 @@ def test_default_weights_follow_inverse_square_price():
     rng = random.Random(7)
     firsts = [InversePriceSquared().rank([cand(1.0), cand(2.0)], rng)[0].price for _ in range(4000)]
     assert abs(firsts.count(1.0) / 4000 - 0.8) < 0.03
+
+
+def test_rolling_window_summary_is_exact_when_small_and_bounded_stale_when_large():
+    from router_policies.stats import EXACT_BELOW, REFRESH_S, RollingWindow, Sample
+
+    now = [1000.0]
+    window = RollingWindow(clock=lambda: now[0])
+    window.add(Sample(now[0], True, ttft_ms=100.0))
+    assert window.summary().ttft_p50_ms == 100.0
+    window.add(Sample(now[0], False, ttft_ms=300.0))
+    assert window.summary().count == 2  # small window: every sample shows at once
+    for _ in range(EXACT_BELOW):
+        window.add(Sample(now[0], True, ttft_ms=100.0))
+    cached = window.summary()
+    window.add(Sample(now[0], False, ttft_ms=9000.0))
+    assert window.summary() is cached  # large window: served from cache within REFRESH_S
+    now[0] += REFRESH_S
+    fresh = window.summary()
+    assert fresh.count == cached.count + 1 and fresh.ttft_p90_ms is not None
