@@ -115,7 +115,9 @@ def test_rolling_window_summary_is_exact_when_small_and_bounded_stale_when_large
     assert window.summary().count == 2  # small window: every sample shows at once
     for _ in range(EXACT_BELOW):
         window.add(Sample(now[0], True, ttft_ms=100.0))
+    now[0] += REFRESH_S
     cached = window.summary()
+    assert cached.count == EXACT_BELOW + 2
     window.add(Sample(now[0], False, ttft_ms=9000.0))
     assert window.summary() is cached  # large window: served from cache within REFRESH_S
     now[0] += REFRESH_S
