@@ -1,0 +1,1 @@
+"""The provider contract: one suite run over every adapter against recorded wire formats."""
