@@ -69,6 +69,7 @@ class OpenAIChunkStream:
                 for event in decoder.feed(data):
                     if event.data == _DONE:
                         self._finished = True
+                        await self._raw.finish()
                         return
                     if not event.data:
                         continue

@@ -30,7 +30,11 @@ from providers.errors import (
 )
 from providers.types import Timeouts
 
-_READ_SIZE = 64 * 1024
+# After a stream's logical end ([DONE]) the HTTP body may still hold its terminator;
+# reading it (briefly, boundedly) lets the connection go back to the pool instead of
+# being dropped and re-opened for the next request.
+_DRAIN_S = 0.05
+_DRAIN_BYTES = 64 * 1024
 
 
 @dataclass(slots=True)
@@ -50,7 +54,11 @@ class RawStream(Protocol):
 
     async def read_all(self) -> bytes: ...
 
-    async def aclose(self) -> None: ...
+    async def finish(self) -> None:
+        """The caller has all it wants: drain what is left (bounded) and release the connection."""
+
+    async def aclose(self) -> None:
+        """Release the connection if the body was read to the end, else drop it at once."""
 
 
 class Transport(Protocol):
@@ -144,6 +152,20 @@ class _AiohttpStream:
     async def read_all(self) -> bytes:
         parts = [chunk async for chunk in self.chunks()]
         return b"".join(parts)
+
+    async def finish(self) -> None:
+        content = self._response.content
+        drained = 0
+        try:
+            async with asyncio.timeout(_DRAIN_S):
+                while not self._closed and not content.at_eof() and drained <= _DRAIN_BYTES:
+                    data = await content.readany()
+                    if not data:
+                        break
+                    drained += len(data)
+        except (TimeoutError, aiohttp.ClientError, OSError):
+            pass
+        await self.aclose()
 
     async def aclose(self) -> None:
         if self._closed:
@@ -247,17 +269,24 @@ def _translate_httpx(exc: BaseException, provider: str) -> ProviderError:
 
 
 class _HttpxStream:
-    __slots__ = ("_closed", "_deadline", "_response", "headers", "status")
+    __slots__ = ("_closed", "_deadline", "_iterator", "_response", "headers", "status")
 
     def __init__(self, response: httpx.Response, deadline: _Deadline) -> None:
         self._response = response
         self._deadline = deadline
         self._closed = False
+        self._iterator: AsyncIterator[bytes] | None = None
         self.status = response.status_code
         self.headers = {k.lower(): v for k, v in response.headers.items()}
 
+    def _body(self) -> AsyncIterator[bytes]:
+        """One iterator over the body for the response's life, so `finish` can carry on reading."""
+        if self._iterator is None:
+            self._iterator = self._response.aiter_bytes().__aiter__()
+        return self._iterator
+
     async def chunks(self) -> AsyncIterator[bytes]:
-        iterator = self._response.aiter_bytes().__aiter__()
+        iterator = self._body()
         provider = self._deadline.provider
         while True:
             wait_s, phase = self._deadline.next_read()
@@ -276,6 +305,18 @@ class _HttpxStream:
     async def read_all(self) -> bytes:
         parts = [chunk async for chunk in self.chunks()]
         return b"".join(parts)
+
+    async def finish(self) -> None:
+        drained = 0
+        try:
+            async with asyncio.timeout(_DRAIN_S):
+                async for data in self._body():
+                    drained += len(data)
+                    if drained > _DRAIN_BYTES:
+                        break
+        except (TimeoutError, httpx.HTTPError, OSError):
+            pass
+        await self.aclose()
 
     async def aclose(self) -> None:
         if not self._closed:

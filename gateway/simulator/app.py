@@ -150,7 +150,9 @@ class Simulator:
         body = _parse(raw)
         if self.keep_records:
             headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-            self.requests.append(RecordedRequest(method, path, body, headers, time.monotonic()))
+            client = scope.get("client")
+            peer = (str(client[0]), int(client[1])) if client else None
+            self.requests.append(RecordedRequest(method, path, body, headers, time.monotonic(), peer))
         if method != "POST" or route not in ("/chat/completions", "/embeddings"):
             await _error(send, 404, f"Unknown endpoint {method} {path}", "invalid_request_error")
         elif not isinstance(body, dict):

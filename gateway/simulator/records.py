@@ -32,6 +32,7 @@ class RecordedRequest:
     body: Any
     headers: dict[str, str]
     received_at: float
+    client: tuple[str, int] | None = None  # the peer address: one per upstream connection
 
 
 @dataclass
