@@ -27,6 +27,7 @@ _CONTEXT_MARKERS = (
     "context window",
     "too many tokens",
     "prompt is too long",
+    "`max_new_tokens` must be <=",  # Together (TGI): "`inputs` tokens + `max_new_tokens` must be <= N"
 )
 _MAX_MESSAGE_CHARS = 500
 

@@ -1,8 +1,10 @@
 """Parse upstream rate-limit headers into `RateLimitInfo` for the router.
 
-Providers use OpenAI's names (`x-ratelimit-remaining-requests`, `…-tokens`,
+Most providers use OpenAI's names (`x-ratelimit-remaining-requests`, `…-tokens`,
 `…-reset-requests` as a Go-style duration like `2m59.56s` or `20ms`) and the
-standard `retry-after` (seconds or an HTTP date).
+standard `retry-after` (seconds or an HTTP date). Together uses its own:
+`x-ratelimit-limit` / `-remaining` / `-reset` for requests and
+`x-tokenlimit-limit` / `-remaining` for tokens; they are read when OpenAI's are absent.
 """
 
 from __future__ import annotations
@@ -63,12 +65,13 @@ def parse_rate_limit_headers(headers: dict[str, str]) -> RateLimitInfo:
     if retry_after is None and "retry-after-ms" in headers:
         ms = _int(headers.get("retry-after-ms"))
         retry_after = ms / 1000 if ms is not None else None
+    get = headers.get
     return RateLimitInfo(
-        limit_requests=_int(headers.get("x-ratelimit-limit-requests")),
-        remaining_requests=_int(headers.get("x-ratelimit-remaining-requests")),
-        limit_tokens=_int(headers.get("x-ratelimit-limit-tokens")),
-        remaining_tokens=_int(headers.get("x-ratelimit-remaining-tokens")),
-        reset_requests_s=parse_duration_s(headers.get("x-ratelimit-reset-requests")),
+        limit_requests=_int(get("x-ratelimit-limit-requests") or get("x-ratelimit-limit")),
+        remaining_requests=_int(get("x-ratelimit-remaining-requests") or get("x-ratelimit-remaining")),
+        limit_tokens=_int(get("x-ratelimit-limit-tokens") or get("x-tokenlimit-limit")),
+        remaining_tokens=_int(get("x-ratelimit-remaining-tokens") or get("x-tokenlimit-remaining")),
+        reset_requests_s=parse_duration_s(get("x-ratelimit-reset-requests") or get("x-ratelimit-reset")),
         reset_tokens_s=parse_duration_s(headers.get("x-ratelimit-reset-tokens")),
         retry_after_s=retry_after,
     )

@@ -5,7 +5,7 @@ an OpenAI-shaped body with usage; stream chunks in order and complete, decoded
 whatever the write boundaries and line endings; the provider's quirks normalised
 (Groq's usage lifted from `x_groq`, Perplexity's citations as `url_citation`
 annotations); rate-limit headers parsed; and each failure raised as its typed error.
-Known gaps in `providers/` are listed in `KNOWN_GAPS`: they run as strict xfails,
+Known gaps in `providers/`, if any, are listed in `KNOWN_GAPS`: they run as strict xfails,
 so fixing one turns its test red until the entry is removed.
 """
 
@@ -42,16 +42,7 @@ from tests.contract.replay import ReplayServer, Reply, crlf
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-KNOWN_GAPS = {
-    ("together", "rate_limit"): (
-        "providers/ratelimit_headers.py reads only OpenAI's header names; Together sends "
-        "x-ratelimit-limit/-remaining/-reset and x-tokenlimit-limit/-remaining"
-    ),
-    ("together", "context_length"): (
-        "providers/classify.py: Together's 'Input validation error: `inputs` tokens + "
-        "`max_new_tokens` must be <= N' matches none of _CONTEXT_MARKERS"
-    ),
-}
+KNOWN_GAPS: dict[tuple[str, str], str] = {}
 ERRORS: dict[str, type[ProviderError]] = {
     "rate_limited": UpstreamRateLimited,
     "context_length": ContextLengthExceeded,
