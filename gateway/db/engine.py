@@ -75,7 +75,8 @@ def alembic_config(url: str) -> Any:
 
     import migrations
 
-    here = Path(migrations.__file__).parent
+    # `__path__`, not `__file__`: it also holds when the package resolves as a namespace package.
+    here = Path(next(iter(migrations.__path__)))
     config = Config(str(here / "alembic.ini"))
     config.set_main_option("script_location", str(here))
     config.set_main_option("sqlalchemy.url", normalize_url(url).replace("%", "%%"))
