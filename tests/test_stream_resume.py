@@ -23,6 +23,8 @@ providers:
 models:
   - name: m
     resume_streams: {"true" if resume else "false"}
+    routing:
+      policy: price  # cheapest first: "first" always starts the answer
     deployments:
       - provider: first
         model: first-model
