@@ -153,3 +153,21 @@ def test_unknown_route_and_method(fake, gateway):
     gw = gateway(config_for({"p": fake().url}))
     _assert_envelope(httpx.get(f"{gw.url}/v1/nothing-here", timeout=10), 404)
     _assert_envelope(httpx.get(f"{gw.url}/v1/chat/completions", timeout=10), 405)
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "status"),
+    [
+        (Behaviour(status=429, retry_after_s=7), 503),
+        (Behaviour(status=400, error_message="bad logit_bias"), 400),
+    ],
+    ids=["all-rate-limited", "client-error-passthrough"],
+)
+def test_failed_request_is_booked_with_the_status_the_client_got(fake, gateway, behaviour, status):
+    gw = gateway(config_for({"acme": fake(behaviour=behaviour).url}))
+    response = httpx.post(
+        f"{gw.url}/v1/chat/completions", json={"model": "m", "messages": MESSAGES}, timeout=10
+    )
+    assert response.status_code == status
+    record = httpx.get(f"{gw.url}/v1/generation", params={"id": response.headers["x-request-id"]}, timeout=5)
+    assert record.json()["data"]["status"] == status

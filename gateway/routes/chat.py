@@ -17,6 +17,7 @@ from gateway.auth import authenticate
 from gateway.errors import GatewayError, from_all_failed, from_provider_error
 from gateway.records import RequestRecord
 from gateway.request_body import ChatCompletionRequest, read_json_object, validate
+from gateway.routes.failures import book_failure
 from gateway.routing import fill_model, wants_metadata
 from gateway.runtime import Runtime
 from gateway.streaming import StreamContext, relay
@@ -66,12 +67,6 @@ async def chat_completions(request: Request) -> Response:
     return await _complete(runtime, group.name, plan, body, record, meta)
 
 
-def _routed(error: GatewayError, log: AttemptLog) -> GatewayError:
-    """Errors carry `x-gateway-route` too: which deployments were tried, and how each failed."""
-    error.headers["x-gateway-route"] = log.route_header()
-    return error
-
-
 async def _complete(
     runtime: Runtime, model: str, plan: Plan, body: dict[str, Any], record: RequestRecord, meta: bool
 ) -> Response:
@@ -83,11 +78,11 @@ async def _complete(
             plan.deployments, upstream_body(body), log, router, plan.hedge, plan.retry
         )
     except AllAttemptsFailed as failure:
-        _fail(runtime, record, log, started_at, failure.last_error)
-        raise _routed(from_all_failed(failure, model), log) from None
+        raise book_failure(
+            runtime, record, log, started_at, failure.last_error, from_all_failed(failure, model)
+        ) from None
     except ProviderError as error:
-        _fail(runtime, record, log, started_at, error)
-        raise _routed(from_provider_error(error), log) from None
+        raise book_failure(runtime, record, log, started_at, error, from_provider_error(error)) from None
     answer = result.body
     usage = result.usage
     if usage is None:
@@ -117,16 +112,6 @@ async def _complete(
     )
 
 
-def _fail(
-    runtime: Runtime, record: RequestRecord, log: AttemptLog, started_at: float, error: ProviderError | None
-) -> None:
-    record.status = 502
-    record.error = error.error_type if error else "no_deployment"
-    record.latency_ms = (time.monotonic() - started_at) * 1000
-    record.attempts = [a.as_dict() for a in log.attempts]
-    runtime.finish(record)
-
-
 async def _stream(
     runtime: Runtime, model: str, plan: Plan, body: dict[str, Any], record: RequestRecord, meta: bool
 ) -> Response:
@@ -151,11 +136,11 @@ async def _stream(
     except TimeoutError:
         pass
     except AllAttemptsFailed as failure:
-        _fail(runtime, record, log, started_at, failure.last_error)
-        raise _routed(from_all_failed(failure, model), log) from None
+        raise book_failure(
+            runtime, record, log, started_at, failure.last_error, from_all_failed(failure, model)
+        ) from None
     except ProviderError as error:
-        _fail(runtime, record, log, started_at, error)
-        raise _routed(from_provider_error(error), log) from None
+        raise book_failure(runtime, record, log, started_at, error, from_provider_error(error)) from None
     except BaseException:
         opening.cancel()
         raise

@@ -15,6 +15,7 @@ from gateway.errors import from_all_failed, from_provider_error
 from gateway.records import RequestRecord
 from gateway.request_body import EmbeddingsRequest, read_json_object, validate
 from gateway.routes.chat import upstream_body
+from gateway.routes.failures import book_failure
 from gateway.runtime import Runtime
 from providers.errors import ProviderError
 from providers.types import Usage
@@ -39,13 +40,12 @@ async def embeddings(request: Request) -> Response:
         result, deployment = await embed(
             plan.deployments, upstream_body(body), log, runtime.routing.router, plan.retry
         )
-    except (AllAttemptsFailed, ProviderError) as failure:
-        record.status = 502
-        record.attempts = [a.as_dict() for a in log.attempts]
-        runtime.finish(record)
-        if isinstance(failure, AllAttemptsFailed):
-            raise from_all_failed(failure, group.name) from None
-        raise from_provider_error(failure) from None
+    except AllAttemptsFailed as failure:
+        raise book_failure(
+            runtime, record, log, started_at, failure.last_error, from_all_failed(failure, group.name)
+        ) from None
+    except ProviderError as error:
+        raise book_failure(runtime, record, log, started_at, error, from_provider_error(error)) from None
     usage = result.usage or Usage(estimated=True)
     answer = result.body
     answer["model"] = group.name
