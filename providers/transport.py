@@ -17,7 +17,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiohttp
 import httpx
@@ -102,6 +102,134 @@ def _timeout_error(phase: str, provider: str) -> UpstreamTimeout:
     return UpstreamTimeout(f"no answer within the {phase} timeout", provider=provider, phase=phase)
 
 
+# --------------------------------------------------------------------------- shared
+
+
+class _Stream:
+    """Reading one response body under its deadlines; a subclass supplies one library's calls.
+
+    `_next_bytes` returns the next piece of the body, b"" at its end; `_library_errors`
+    are the exceptions that library raises while reading; `_translate` maps them.
+    """
+
+    __slots__ = ("_closed", "_deadline", "headers", "status")
+    _library_errors: tuple[type[BaseException], ...] = (OSError,)
+
+    def __init__(self, status: int, headers: dict[str, str], deadline: _Deadline) -> None:
+        self._deadline = deadline
+        self._closed = False
+        self.status = status
+        self.headers = headers
+
+    async def _next_bytes(self) -> bytes:
+        raise NotImplementedError
+
+    def _translate(self, exc: BaseException) -> ProviderError:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        raise NotImplementedError
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        provider = self._deadline.provider
+        while True:
+            wait_s, phase = self._deadline.next_read()
+            try:
+                async with asyncio.timeout(wait_s):
+                    data = await self._next_bytes()
+            except TimeoutError:
+                raise _timeout_error(phase, provider) from None
+            except self._library_errors as exc:
+                raise self._translate(exc) from None
+            if not data:
+                return
+            yield data
+
+    async def read_all(self) -> bytes:
+        return b"".join([chunk async for chunk in self.chunks()])
+
+    async def finish(self) -> None:
+        drained = 0
+        ignored: tuple[type[BaseException], ...] = (TimeoutError, *self._library_errors)
+        try:
+            async with asyncio.timeout(_DRAIN_S):
+                while not self._closed and drained <= _DRAIN_BYTES:
+                    data = await self._next_bytes()
+                    if not data:
+                        break
+                    drained += len(data)
+        except ignored:
+            pass  # draining is best effort: an unfinished body means the connection is dropped
+        await self.aclose()
+
+
+class _PooledTransport:
+    """post/get/open_stream in terms of one library-specific `_send`."""
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        body: bytes | None,
+        headers: dict[str, str],
+        deadline: _Deadline,
+        connect_s: float,
+    ) -> _Stream:
+        raise NotImplementedError
+
+    async def _open(
+        self,
+        method: str,
+        url: str,
+        body: bytes | None,
+        headers: dict[str, str],
+        timeouts: Timeouts,
+        provider: str,
+    ) -> _Stream:
+        deadline = _Deadline(timeouts, provider)
+        wait_s, phase = deadline.first_byte(timeouts.first_byte_timeout_ms / 1000)
+        try:
+            async with asyncio.timeout(wait_s):
+                return await self._send(
+                    method, url, body, headers, deadline, timeouts.connect_timeout_ms / 1000
+                )
+        except TimeoutError:
+            raise _timeout_error(phase, provider) from None
+
+    async def open_stream(
+        self, url: str, body: bytes, headers: dict[str, str], timeouts: Timeouts, provider: str
+    ) -> RawStream:
+        return await self._open("POST", url, body, headers, timeouts, provider)
+
+    async def _whole(
+        self,
+        method: str,
+        url: str,
+        body: bytes | None,
+        headers: dict[str, str],
+        timeouts: Timeouts,
+        provider: str,
+    ) -> RawResponse:
+        stream = await self._open(method, url, body, headers, timeouts, provider)
+        try:
+            data = await stream.read_all()
+        finally:
+            await stream.aclose()
+        return RawResponse(stream.status, stream.headers, data)
+
+    async def post(
+        self, url: str, body: bytes, headers: dict[str, str], timeouts: Timeouts, provider: str
+    ) -> RawResponse:
+        return await self._whole("POST", url, body, headers, timeouts, provider)
+
+    async def get(self, url: str, headers: dict[str, str], timeouts: Timeouts, provider: str) -> RawResponse:
+        return await self._whole("GET", url, None, headers, timeouts, provider)
+
+
+def _lower(headers: Any) -> dict[str, str]:
+    return {k.lower(): v for k, v in headers.items()}
+
+
 # --------------------------------------------------------------------------- aiohttp
 
 
@@ -123,49 +251,19 @@ def _translate_aiohttp(exc: BaseException, provider: str) -> ProviderError:
     return UpstreamProtocolError(f"upstream transport failure ({type(exc).__name__})", provider=provider)
 
 
-class _AiohttpStream:
-    __slots__ = ("_closed", "_deadline", "_response", "headers", "status")
+class _AiohttpStream(_Stream):
+    __slots__ = ("_response",)
+    _library_errors = (aiohttp.ClientError, OSError)
 
     def __init__(self, response: aiohttp.ClientResponse, deadline: _Deadline) -> None:
+        super().__init__(response.status, _lower(response.headers), deadline)
         self._response = response
-        self._deadline = deadline
-        self._closed = False
-        self.status = response.status
-        self.headers = {k.lower(): v for k, v in response.headers.items()}
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        content = self._response.content
-        provider = self._deadline.provider
-        while True:
-            wait_s, phase = self._deadline.next_read()
-            try:
-                async with asyncio.timeout(wait_s):
-                    data = await content.readany()
-            except TimeoutError:
-                raise _timeout_error(phase, provider) from None
-            except (aiohttp.ClientError, OSError) as exc:
-                raise _translate_aiohttp(exc, provider) from None
-            if not data:
-                return
-            yield data
+    async def _next_bytes(self) -> bytes:
+        return await self._response.content.readany()
 
-    async def read_all(self) -> bytes:
-        parts = [chunk async for chunk in self.chunks()]
-        return b"".join(parts)
-
-    async def finish(self) -> None:
-        content = self._response.content
-        drained = 0
-        try:
-            async with asyncio.timeout(_DRAIN_S):
-                while not self._closed and not content.at_eof() and drained <= _DRAIN_BYTES:
-                    data = await content.readany()
-                    if not data:
-                        break
-                    drained += len(data)
-        except (TimeoutError, aiohttp.ClientError, OSError):
-            pass
-        await self.aclose()
+    def _translate(self, exc: BaseException) -> ProviderError:
+        return _translate_aiohttp(exc, self._deadline.provider)
 
     async def aclose(self) -> None:
         if self._closed:
@@ -178,7 +276,7 @@ class _AiohttpStream:
             self._response.close()
 
 
-class AiohttpTransport:
+class AiohttpTransport(_PooledTransport):
     """One `aiohttp.ClientSession` (and its connection pool) for one upstream origin."""
 
     def __init__(self, max_connections: int = 1000) -> None:
@@ -201,47 +299,15 @@ class AiohttpTransport:
         url: str,
         body: bytes | None,
         headers: dict[str, str],
-        timeouts: Timeouts,
-        provider: str,
-    ) -> tuple[aiohttp.ClientResponse, _Deadline]:
-        deadline = _Deadline(timeouts, provider)
-        wait_s, phase = deadline.first_byte(timeouts.first_byte_timeout_ms / 1000)
-        client_timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect_timeout_ms / 1000)
+        deadline: _Deadline,
+        connect_s: float,
+    ) -> _Stream:
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_s)
         try:
-            async with asyncio.timeout(wait_s):
-                response = await self._client().request(
-                    method, url, data=body, headers=headers, timeout=client_timeout
-                )
-        except TimeoutError:
-            raise _timeout_error(phase, provider) from None
+            response = await self._client().request(method, url, data=body, headers=headers, timeout=timeout)
         except (aiohttp.ClientError, OSError) as exc:
-            raise _translate_aiohttp(exc, provider) from None
-        return response, deadline
-
-    async def open_stream(
-        self, url: str, body: bytes, headers: dict[str, str], timeouts: Timeouts, provider: str
-    ) -> RawStream:
-        response, deadline = await self._send("POST", url, body, headers, timeouts, provider)
+            raise _translate_aiohttp(exc, deadline.provider) from None
         return _AiohttpStream(response, deadline)
-
-    async def post(
-        self, url: str, body: bytes, headers: dict[str, str], timeouts: Timeouts, provider: str
-    ) -> RawResponse:
-        stream = await self.open_stream(url, body, headers, timeouts, provider)
-        try:
-            data = await stream.read_all()
-        finally:
-            await stream.aclose()
-        return RawResponse(stream.status, stream.headers, data)
-
-    async def get(self, url: str, headers: dict[str, str], timeouts: Timeouts, provider: str) -> RawResponse:
-        response, deadline = await self._send("GET", url, None, headers, timeouts, provider)
-        stream = _AiohttpStream(response, deadline)
-        try:
-            data = await stream.read_all()
-        finally:
-            await stream.aclose()
-        return RawResponse(stream.status, stream.headers, data)
 
     async def aclose(self) -> None:
         if self._session is not None:
@@ -268,55 +334,24 @@ def _translate_httpx(exc: BaseException, provider: str) -> ProviderError:
     return UpstreamProtocolError(f"upstream transport failure ({type(exc).__name__})", provider=provider)
 
 
-class _HttpxStream:
-    __slots__ = ("_closed", "_deadline", "_iterator", "_response", "headers", "status")
+class _HttpxStream(_Stream):
+    __slots__ = ("_iterator", "_response")
+    _library_errors = (httpx.HTTPError, OSError)
 
     def __init__(self, response: httpx.Response, deadline: _Deadline) -> None:
+        super().__init__(response.status_code, _lower(response.headers), deadline)
         self._response = response
-        self._deadline = deadline
-        self._closed = False
-        self._iterator: AsyncIterator[bytes] | None = None
-        self.status = response.status_code
-        self.headers = {k.lower(): v for k, v in response.headers.items()}
+        # One iterator for the response's life, so `finish` can carry on where reading stopped.
+        self._iterator = response.aiter_bytes().__aiter__()
 
-    def _body(self) -> AsyncIterator[bytes]:
-        """One iterator over the body for the response's life, so `finish` can carry on reading."""
-        if self._iterator is None:
-            self._iterator = self._response.aiter_bytes().__aiter__()
-        return self._iterator
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        iterator = self._body()
-        provider = self._deadline.provider
-        while True:
-            wait_s, phase = self._deadline.next_read()
-            try:
-                async with asyncio.timeout(wait_s):
-                    data = await iterator.__anext__()
-            except StopAsyncIteration:
-                return
-            except TimeoutError:
-                raise _timeout_error(phase, provider) from None
-            except (httpx.HTTPError, OSError) as exc:
-                raise _translate_httpx(exc, provider) from None
-            if data:
-                yield data
-
-    async def read_all(self) -> bytes:
-        parts = [chunk async for chunk in self.chunks()]
-        return b"".join(parts)
-
-    async def finish(self) -> None:
-        drained = 0
+    async def _next_bytes(self) -> bytes:
         try:
-            async with asyncio.timeout(_DRAIN_S):
-                async for data in self._body():
-                    drained += len(data)
-                    if drained > _DRAIN_BYTES:
-                        break
-        except (TimeoutError, httpx.HTTPError, OSError):
-            pass
-        await self.aclose()
+            return await self._iterator.__anext__()
+        except StopAsyncIteration:
+            return b""
+
+    def _translate(self, exc: BaseException) -> ProviderError:
+        return _translate_httpx(exc, self._deadline.provider)
 
     async def aclose(self) -> None:
         if not self._closed:
@@ -324,7 +359,7 @@ class _HttpxStream:
             await self._response.aclose()
 
 
-class HttpxTransport:
+class HttpxTransport(_PooledTransport):
     """One `httpx.AsyncClient` (and its connection pool) for one upstream origin."""
 
     def __init__(self, max_connections: int = 1000) -> None:
@@ -339,51 +374,17 @@ class HttpxTransport:
         url: str,
         body: bytes | None,
         headers: dict[str, str],
-        timeouts: Timeouts,
-        provider: str,
-    ) -> tuple[httpx.Response, _Deadline]:
-        deadline = _Deadline(timeouts, provider)
-        wait_s, phase = deadline.first_byte(timeouts.first_byte_timeout_ms / 1000)
+        deadline: _Deadline,
+        connect_s: float,
+    ) -> _Stream:
         request = self._client.build_request(
-            method,
-            url,
-            content=body,
-            headers=headers,
-            timeout=httpx.Timeout(None, connect=timeouts.connect_timeout_ms / 1000),
+            method, url, content=body, headers=headers, timeout=httpx.Timeout(None, connect=connect_s)
         )
         try:
-            async with asyncio.timeout(wait_s):
-                response = await self._client.send(request, stream=True)
-        except TimeoutError:
-            raise _timeout_error(phase, provider) from None
+            response = await self._client.send(request, stream=True)
         except (httpx.HTTPError, OSError) as exc:
-            raise _translate_httpx(exc, provider) from None
-        return response, deadline
-
-    async def open_stream(
-        self, url: str, body: bytes, headers: dict[str, str], timeouts: Timeouts, provider: str
-    ) -> RawStream:
-        response, deadline = await self._send("POST", url, body, headers, timeouts, provider)
+            raise _translate_httpx(exc, deadline.provider) from None
         return _HttpxStream(response, deadline)
-
-    async def post(
-        self, url: str, body: bytes, headers: dict[str, str], timeouts: Timeouts, provider: str
-    ) -> RawResponse:
-        stream = await self.open_stream(url, body, headers, timeouts, provider)
-        try:
-            data = await stream.read_all()
-        finally:
-            await stream.aclose()
-        return RawResponse(stream.status, stream.headers, data)
-
-    async def get(self, url: str, headers: dict[str, str], timeouts: Timeouts, provider: str) -> RawResponse:
-        response, deadline = await self._send("GET", url, None, headers, timeouts, provider)
-        stream = _HttpxStream(response, deadline)
-        try:
-            data = await stream.read_all()
-        finally:
-            await stream.aclose()
-        return RawResponse(stream.status, stream.headers, data)
 
     async def aclose(self) -> None:
         await self._client.aclose()
