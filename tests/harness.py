@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import subprocess
 import threading
 import time
 from typing import Any
 
+import httpx
 import uvicorn
 
 from gateway.app import create_app
@@ -204,6 +206,33 @@ def runtime_of(server: ServerThread) -> Any:
     while not hasattr(app, "state"):
         app = app.app
     return app.state.runtime
+
+
+def curl_stream(url: str, body: str, *, include_headers: bool = False) -> str:
+    """POST `body` to the gateway's chat endpoint with `curl -N`, as a user would; the raw output."""
+    args = [
+        "curl",
+        "-sN",
+        "--max-time",
+        "20",
+        f"{url}/v1/chat/completions",
+        "-H",
+        "content-type: application/json",
+    ]
+    if include_headers:
+        args.append("-D-")
+    result = subprocess.run([*args, "-d", body], capture_output=True, timeout=30, check=True)
+    return result.stdout.decode()
+
+
+def generation_record(url: str, request_id: str, timeout_s: float = 10.0) -> dict[str, Any]:
+    """The gateway's stored record of a finished request (booking happens just after the response)."""
+
+    def fetch() -> dict[str, Any] | None:
+        response = httpx.get(f"{url}/v1/generation", params={"id": request_id}, timeout=5)
+        return response.json()["data"] if response.status_code == 200 else None
+
+    return wait_for(fetch, timeout_s)
 
 
 def wait_for(predicate: Any, timeout_s: float = 10.0, interval_s: float = 0.05) -> Any:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-
 import httpx
 import openai
 import pytest
 
 from gateway.simulator import Behaviour
-from tests.harness import config_for
+from tests.harness import config_for, curl_stream
 
 
 def _client(url: str, **kw: object) -> openai.OpenAI:
@@ -92,24 +90,11 @@ def test_stream_without_include_usage_hides_usage_but_asks_upstream(fake, gatewa
 def test_curl_streams_sse_with_done(fake, gateway):
     upstream = fake(behaviour=Behaviour(content="alpha beta"))
     gw = gateway(config_for({"p": upstream.url}))
-    out = subprocess.run(
-        [
-            "curl",
-            "-sN",
-            "--max-time",
-            "20",
-            "-D",
-            "-",
-            f"{gw.url}/v1/chat/completions",
-            "-H",
-            "content-type: application/json",
-            "-d",
-            '{"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]}',
-        ],
-        capture_output=True,
-        timeout=30,
-        check=True,
-    ).stdout.decode()
+    out = curl_stream(
+        gw.url,
+        '{"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]}',
+        include_headers=True,
+    )
     head, _, body = out.partition("\r\n\r\n")
     assert "content-type: text/event-stream" in head.lower()
     assert "cache-control: no-cache" in head.lower()

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
+import json
 
 import openai
 import pytest
 
 from gateway.simulator import Behaviour
-from tests.harness import config_for
+from tests.harness import config_for, curl_stream
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
@@ -76,24 +76,9 @@ def test_mid_stream_death_ends_with_error_chunk_sdk_raises(fake, gateway):
 def test_mid_stream_error_chunk_shape_over_curl(fake, gateway):
     upstream = fake("vllm", Behaviour(content="a b c d e", error_event_after_chunks=2))
     gw = gateway(config_for({"twin": upstream.url}))
-    out = subprocess.run(
-        [
-            "curl",
-            "-sN",
-            "--max-time",
-            "20",
-            f"{gw.url}/v1/chat/completions",
-            "-H",
-            "content-type: application/json",
-            "-d",
-            '{"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]}',
-        ],
-        capture_output=True,
-        timeout=30,
-        check=True,
-    ).stdout.decode()
-    import json
-
+    out = curl_stream(
+        gw.url, '{"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]}'
+    )
     events = [line[6:] for line in out.split("\n") if line.startswith("data: ")]
     assert events[-1] == "[DONE]"
     final = json.loads(events[-2])
@@ -109,22 +94,9 @@ def test_mid_stream_error_chunk_shape_over_curl(fake, gateway):
 def test_keep_alive_comments_while_waiting_for_first_token(fake, gateway):
     upstream = fake(behaviour=Behaviour(first_byte_ms=1200, content="late"))
     gw = gateway(config_for({"slow": upstream.url}), keepalive_interval_s=0.3)
-    out = subprocess.run(
-        [
-            "curl",
-            "-sN",
-            "--max-time",
-            "20",
-            f"{gw.url}/v1/chat/completions",
-            "-H",
-            "content-type: application/json",
-            "-d",
-            '{"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]}',
-        ],
-        capture_output=True,
-        timeout=30,
-        check=True,
-    ).stdout.decode()
+    out = curl_stream(
+        gw.url, '{"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]}'
+    )
     lines = [line for line in out.split("\n") if line]
     first_data = next(i for i, line in enumerate(lines) if line.startswith("data: "))
     assert lines[:first_data].count(": keep-alive") >= 2

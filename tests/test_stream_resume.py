@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import time
-
-import httpx
 import openai
 
 from gateway.simulator import Behaviour
+from tests.harness import generation_record
 
 ANSWER = "one two three four five six seven eight"
 MESSAGES = [{"role": "user", "content": "count to eight"}]
@@ -61,7 +59,7 @@ def test_broken_stream_resumes_into_one_uninterrupted_answer(fake, gateway):
     extra = usage.model_extra or {}
     assert extra["estimated"] is True  # the first segment's usage died with it
     assert extra["cost"] > 0
-    record = _record(gw.url, final.id)
+    record = generation_record(gw.url, final.id)
     assert record["provider"] == "second" and record["finish_reason"] == "stop"
     assert [a["outcome"] for a in record["attempts"]] == ["ok", "ok"]
     assert record["cost_usd"] == extra["cost"] or abs(record["cost_usd"] - extra["cost"]) < 1e-9
@@ -82,13 +80,3 @@ def test_without_resume_the_break_is_an_error_chunk(fake, gateway):
         raise AssertionError("the broken stream did not raise")
     assert received == "one two three "
     assert second.sim.requests == []
-
-
-def _record(url: str, request_id: str) -> dict:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        response = httpx.get(f"{url}/v1/generation", params={"id": request_id}, timeout=5)
-        if response.status_code == 200:
-            return response.json()["data"]
-        time.sleep(0.02)
-    raise AssertionError("no record")

@@ -10,7 +10,7 @@ import openai
 import pytest
 
 from gateway.simulator import Behaviour
-from tests.harness import config_for
+from tests.harness import config_for, generation_record, wait_for
 
 MESSAGES = [{"role": "user", "content": "tell me a story"}]
 BODY = {"model": "m", "stream": True, "messages": MESSAGES}
@@ -22,25 +22,6 @@ def _events(url: str, body: dict | None = None, timeout: float = 20) -> list[dic
         assert response.status_code == 200
         lines = [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
     return [line if line == "[DONE]" else json.loads(line) for line in lines]
-
-
-def _wait_for(predicate, timeout_s: float = 5.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
-
-
-def _generation(url: str, request_id: str) -> dict:
-    def fetch():
-        response = httpx.get(f"{url}/v1/generation", params={"id": request_id}, timeout=5)
-        return response.json()["data"] if response.status_code == 200 else None
-
-    return _wait_for(fetch, what="the request's record")
 
 
 @pytest.mark.parametrize(
@@ -71,7 +52,7 @@ def test_failure_after_content_ends_with_one_error_chunk(
     assert len(errors) == 1
     content = "".join(e["choices"][0]["delta"].get("content") or "" for e in events[:-2])  # type: ignore[index]
     assert len(content.split()) >= 1
-    record = _generation(gw.url, final["id"])
+    record = generation_record(gw.url, final["id"])
     assert record["finish_reason"] == "error" and record["completion_tokens"] > 0
     assert record["cost_usd"] > 0 and record["usage_estimated"] is True
 
@@ -87,13 +68,11 @@ def test_client_disconnect_closes_upstream_within_100ms_and_books_partial(fake, 
             if next(lines).startswith("data: "):
                 received += 1
         closed_at = time.monotonic()
-    stream = _wait_for(
-        lambda: upstream.sim.streams[-1].closed_by_client_at, what="the upstream to see the close"
-    )
+    stream = wait_for(lambda: upstream.sim.streams[-1].closed_by_client_at)
     assert stream - closed_at < 0.100, (
         f"upstream closed {1000 * (stream - closed_at):.1f} ms after the client"
     )
-    record = _generation(gw.url, request_id)
+    record = generation_record(gw.url, request_id)
     assert record["cancelled"] is True and record["finish_reason"] == "cancelled"
     assert record["completion_tokens"] >= 4 and record["cost_usd"] > 0
 
@@ -126,4 +105,4 @@ def test_slow_client_applies_backpressure_to_upstream(fake, gateway):
     assert sent_while_stalled < total / 2, (
         f"upstream sent {sent_while_stalled} of {total} chunks to a stalled client"
     )
-    _wait_for(lambda: upstream.sim.streams[-1].ended, what="the upstream stream to end")
+    wait_for(lambda: upstream.sim.streams[-1].ended)
