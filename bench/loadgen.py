@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -109,24 +109,41 @@ async def call_nonstream(session: aiohttp.ClientSession, target: Target) -> tupl
     return total_ms, None
 
 
-async def call_stream(session: aiohttp.ClientSession, target: Target) -> tuple[float, float | None]:
-    """(total ms, ms to the first `data:` line carrying content) of one streamed completion."""
+async def call_stream(
+    session: aiohttp.ClientSession,
+    target: Target,
+    *,
+    chunk_times: list[float] | None = None,
+    disconnect_after: int | None = None,
+) -> tuple[float, float | None]:
+    """(total ms, ms to the first `data:` line carrying content) of one streamed completion.
+
+    `chunk_times`, if given, receives the arrival time (`time.perf_counter()`) of
+    every content chunk, so every chunk is parsed, not only up to the first one.
+    `disconnect_after=n` plays a client that goes away mid-stream: once n content
+    chunks have arrived the connection is closed and the call returns, total being
+    the time to that point (the stream is then neither checked for [DONE] nor counted
+    as failed).
+    """
     start = time.perf_counter()
     ttft_ms: float | None = None
     done = False
+    contents = 0
+    parse_all = chunk_times is not None or disconnect_after is not None
     async with session.post(target.url, data=target.body_stream, headers=_SSE_HEADERS) as response:
         if response.status != 200:
             raise RequestFailed(f"http_{response.status}", _text(await response.read()))
         async for line in response.content:  # read to the end of the body, even after [DONE]
             if not line.startswith(b"data:"):
                 continue
+            arrived = time.perf_counter()
             payload = line[5:].strip()
             if payload == b"[DONE]":
                 done = True
                 continue
             if done:
                 raise RequestFailed("data_after_done", _text(payload))
-            if ttft_ms is not None and b'"error"' not in payload:
+            if ttft_ms is not None and not parse_all and b'"error"' not in payload:
                 continue  # only the first content and possible error chunks need parsing
             try:
                 chunk = orjson.loads(payload)
@@ -134,8 +151,16 @@ async def call_stream(session: aiohttp.ClientSession, target: Target) -> tuple[f
                 raise RequestFailed("bad_json_chunk", _text(payload)) from None
             if isinstance(chunk, dict) and "error" in chunk:
                 raise RequestFailed("error_chunk", _text(payload))
-            if ttft_ms is None and _has_delta_content(chunk):
-                ttft_ms = (time.perf_counter() - start) * 1000
+            if not _has_delta_content(chunk):
+                continue
+            if ttft_ms is None:
+                ttft_ms = (arrived - start) * 1000
+            contents += 1
+            if chunk_times is not None:
+                chunk_times.append(arrived)
+            if contents == disconnect_after:
+                response.close()  # drop the connection, not return it to the pool
+                return (arrived - start) * 1000, ttft_ms
     total_ms = (time.perf_counter() - start) * 1000
     if ttft_ms is None:
         raise RequestFailed("no_content", "the stream carried no content")
@@ -154,6 +179,27 @@ def _failure_kind(exc: BaseException) -> str:
     if isinstance(exc, aiohttp.ClientConnectorError):
         return "connect_error"
     return type(exc).__name__
+
+
+async def attempt(
+    result: Samples, call: Awaitable[tuple[float, float | None]], request_timeout_s: float
+) -> bool:
+    """Await one request within the timeout and book it in `result`: latencies, or failure by kind.
+
+    True on success. Every outcome is counted; nothing is dropped.
+    """
+    result.attempted += 1
+    try:
+        async with asyncio.timeout(request_timeout_s):
+            total_ms, ttft_ms = await call
+    except RequestFailed as failure:
+        result.fail(failure.kind, failure.detail)
+    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+        result.fail(_failure_kind(exc), f"{type(exc).__name__}: {exc}")
+    else:
+        result.add(total_ms, ttft_ms)
+        return True
+    return False
 
 
 def interleaved(targets: Sequence[Target], per_target: int, block: int, rng: random.Random) -> list[Target]:
@@ -198,17 +244,7 @@ async def run_phase(
             if time.monotonic() >= deadline:
                 truncated = True
                 return
-            result = samples[target.name]
-            result.attempted += 1
-            try:
-                async with asyncio.timeout(request_timeout_s):
-                    total_ms, ttft_ms = await call(session, target)
-            except RequestFailed as failure:
-                result.fail(failure.kind, failure.detail)
-            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-                result.fail(_failure_kind(exc), f"{type(exc).__name__}: {exc}")
-            else:
-                result.add(total_ms, ttft_ms)
+            await attempt(samples[target.name], call(session, target), request_timeout_s)
 
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))

@@ -59,6 +59,24 @@ class Proc:
         ticks = int(fields[11]) + int(fields[12])  # utime, stime
         return ticks / os.sysconf("SC_CLK_TCK")
 
+    def rss_kb(self) -> int | None:
+        """Resident set size in kB (VmRSS from /proc/<pid>/status), else None."""
+        try:
+            status = Path(f"/proc/{self.pid}/status").read_text()
+        except OSError:
+            return None
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        return None
+
+    def open_fds(self) -> int | None:
+        """How many file descriptors the process has open (entries of /proc/<pid>/fd), else None."""
+        try:
+            return len(os.listdir(f"/proc/{self.pid}/fd"))
+        except OSError:
+            return None
+
     def stop(self) -> None:
         """SIGTERM, wait (bounded), then SIGKILL; never raises."""
         if self.popen.poll() is None:
@@ -91,13 +109,16 @@ def _log_file(workdir: Path, name: str) -> tuple[Path, int]:
 
 
 def start_upstream(
-    workdir: Path, completion_tokens: int, timeout_s: float = START_TIMEOUT_S
+    workdir: Path, completion_tokens: int, timeout_s: float = START_TIMEOUT_S, chunk_gap_ms: float = 0
 ) -> tuple[Proc, str]:
     """Start `python -m bench.upstream`; return it and its base URL (ending in /v1)."""
     log_path, log_fd = _log_file(workdir, "upstream")
+    command = [sys.executable, "-m", "bench.upstream", "--completion-tokens", str(completion_tokens)]
+    if chunk_gap_ms:
+        command += ["--chunk-gap-ms", str(chunk_gap_ms)]
     try:
         popen = subprocess.Popen(
-            [sys.executable, "-m", "bench.upstream", "--completion-tokens", str(completion_tokens)],
+            command,
             stdout=subprocess.PIPE,
             stderr=log_fd,
             stdin=subprocess.DEVNULL,

@@ -1,8 +1,8 @@
 """`python -m bench.upstream`: the fake upstream of a benchmark, in its own process.
 
 A `gateway.simulator` OpenAI-flavoured `Simulator` answering instantly (no
-first-byte delay, no gap between chunks) so that what a benchmark measures is the
-gateway's overhead, not the upstream's. Runs on uvloop with uvicorn's httptools
+first-byte delay and, unless `--chunk-gap-ms` asks for one, no gap between chunks)
+so that what a benchmark measures is the gateway's overhead, not the upstream's. Runs on uvloop with uvicorn's httptools
 protocol, keeps no per-request records, and prints its base URL on one line once it
 accepts connections; serves until SIGINT/SIGTERM.
 
@@ -58,8 +58,9 @@ def _new_counts() -> dict[str, _Counts]:
 class CountingSimulator(Simulator):
     """A `Simulator` that first counts chat requests and distinct client (host, port) pairs."""
 
-    def __init__(self, completion_tokens: int) -> None:
-        super().__init__("openai", fast_behaviour(completion_tokens), name="bench", keep_records=False)
+    def __init__(self, completion_tokens: int, chunk_gap_ms: float = 0) -> None:
+        behaviour = fast_behaviour(completion_tokens, chunk_gap_ms)
+        super().__init__("openai", behaviour, name="bench", keep_records=False)
         self.counts = _new_counts()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -91,12 +92,13 @@ class CountingSimulator(Simulator):
             counts.user_agents.add(agent)
 
 
-def fast_behaviour(completion_tokens: int) -> Behaviour:
-    return Behaviour(first_byte_ms=0, chunk_gap_ms=0, completion_tokens=completion_tokens)
+def fast_behaviour(completion_tokens: int, chunk_gap_ms: float = 0) -> Behaviour:
+    return Behaviour(first_byte_ms=0, chunk_gap_ms=chunk_gap_ms, completion_tokens=completion_tokens)
 
 
 async def _serve(args: argparse.Namespace) -> None:
-    server = SimulatorServer(CountingSimulator(args.completion_tokens), args.host, args.port)
+    simulator = CountingSimulator(args.completion_tokens, args.chunk_gap_ms)
+    server = SimulatorServer(simulator, args.host, args.port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -114,6 +116,9 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 lets the OS pick")
     parser.add_argument("--completion-tokens", type=int, default=16)
+    parser.add_argument(
+        "--chunk-gap-ms", type=float, default=0.0, help="pause between content chunks of a stream"
+    )
     args = parser.parse_args()
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(_serve(args))
