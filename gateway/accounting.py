@@ -1,21 +1,22 @@
 """Usage and cost of an answer.
 
 Cost is tokens times the deployment's prices (USD per million tokens). When an
-upstream reports no usage, tokens are counted with litellm's token counter and the
-usage is marked `estimated`. litellm is imported lazily, in a worker thread, and only
-then: importing it costs seconds, which no request that has real usage should pay.
+upstream reports no usage, tokens are counted (see `providers.token_count`) and the
+usage is marked `estimated`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
+from functools import lru_cache
 from typing import Any
 
+from providers.token_count import TokenCounter
 from providers.types import Usage
 from router_policies.deployment import Deployment
 
-log = logging.getLogger("gateway.accounting")
+# Counting this much text or more moves to a worker thread so the event loop stays free.
+_THREAD_ABOVE_CHARS = 64 * 1024
 
 
 def usage_payload(
@@ -32,18 +33,21 @@ def usage_payload(
     return payload
 
 
-def _count_tokens(model: str, messages: list[Any], completion: str) -> Usage:
-    import litellm  # deliberately lazy: see the module docstring
-
-    try:
-        prompt = litellm.token_counter(model=model, messages=messages)
-        completion_tokens = litellm.token_counter(model=model, text=completion, count_response_tokens=True)
-    except Exception:  # litellm raises many kinds for odd inputs; fall back to a rough count
-        log.warning("token counting failed for %s; using a character-based estimate", model)
-        text = " ".join(str(m.get("content", "")) for m in messages if isinstance(m, dict))
-        prompt, completion_tokens = len(text) // 4 + 1, len(completion) // 4 + (1 if completion else 0)
-    return Usage(prompt_tokens=int(prompt), completion_tokens=int(completion_tokens), estimated=True)
+@lru_cache(maxsize=1)
+def token_counter() -> TokenCounter:
+    """Loaded once; the app's lifespan calls this at start-up so no request pays for it."""
+    return TokenCounter()
 
 
-async def estimate_usage(model: str, messages: list[Any], completion: str) -> Usage:
-    return await asyncio.to_thread(_count_tokens, model, messages, completion)
+def _count(messages: list[Any], completion: str) -> Usage:
+    counter = token_counter()
+    return Usage(
+        prompt_tokens=counter.messages(messages), completion_tokens=counter.text(completion), estimated=True
+    )
+
+
+async def estimate_usage(messages: list[Any], completion: str) -> Usage:
+    size = len(completion) + sum(len(str(m.get("content", ""))) for m in messages if isinstance(m, dict))
+    if size >= _THREAD_ABOVE_CHARS:
+        return await asyncio.to_thread(_count, messages, completion)
+    return _count(messages, completion)

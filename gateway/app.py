@@ -7,6 +7,7 @@ config it is given, which is what lets tests start many gateways in one process.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,6 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
+from gateway.accounting import token_counter
 from gateway.accounts import AccountsMiddleware
 from gateway.admin.routes import admin_routes
 from gateway.config import GatewayConfig
@@ -55,6 +57,7 @@ def create_app(settings: Settings, config: GatewayConfig) -> ASGIApp:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         runtime = await build_runtime(settings, config)
+        await asyncio.to_thread(token_counter)  # load the tokenizer now, not on a request
         app.state.runtime = runtime
         for group in runtime.models.values():
             for d in group.deployments:
