@@ -57,7 +57,7 @@ class Segment:
         if self.usage is not None:
             return self.usage
         prompt = [*messages, {"role": "assistant", "content": self.prefix}] if self.prefix else messages
-        return await estimate_usage(self.started.deployment.model, prompt, "".join(self.text))
+        return await estimate_usage(prompt, "".join(self.text))
 
 
 @dataclass(slots=True)
@@ -76,10 +76,21 @@ class StreamContext:
     started_at: float
     finish: Callable[[RequestRecord], None]
     keepalive_s: float = 5.0
+    client_gone: bool = False
     segments: list[Segment] = field(default_factory=list)
     finish_reason: str | None = None
     # With `X-Gateway-Metadata: enabled`: the routing explanation, sent in the last chunk.
     gateway_meta: Callable[[], dict[str, Any]] | None = None
+
+    async def on_client_close(self, message: Any) -> None:
+        """sse-starlette calls this when the client disconnects.
+
+        The relay checks the flag on every chunk. It cannot rely on being cancelled:
+        when the upstream floods and sends to a dead client return at once, the relay
+        task may never suspend, and a cancellation is only delivered at a suspension
+        (seen: a 200,000-chunk upstream read to its end after the client had left).
+        """
+        self.client_gone = True
 
     @property
     def answer_so_far(self) -> str:
@@ -197,12 +208,18 @@ async def _book(ctx: StreamContext, cancelled: bool, error: str | None) -> None:
     ctx.finish(record)
 
 
+class _ClientGone(Exception):
+    """The client disconnected: stop reading the upstream now."""
+
+
 async def _relay_segment(ctx: StreamContext, segment: Segment) -> AsyncIterator[bytes]:
     for chunk in segment.started.preamble:
         out = ctx.rewrite(chunk, segment)
         if out is not None:
             yield out
     async for chunk in segment.started.rest:
+        if ctx.client_gone:
+            raise _ClientGone
         out = ctx.rewrite(chunk, segment)
         if out is not None:
             yield out
@@ -233,6 +250,8 @@ async def relay(ctx: StreamContext, opening: asyncio.Future[StartedStream]) -> A
                 async for out in _relay_segment(ctx, ctx.segments[-1]):
                     yield out
                 break
+            except _ClientGone:
+                return  # `cancelled` is still True: the finally closes the upstream and books it
             except ProviderError as failure:
                 resumed = await _resume(ctx) if ctx.resume else None
                 if resumed is None:

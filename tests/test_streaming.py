@@ -99,10 +99,31 @@ def test_slow_client_applies_backpressure_to_upstream(fake, gateway):
     upstream = fake(behaviour=Behaviour(completion_tokens=total, content=None))
     gw = gateway(config_for({"up": upstream.url}))
     with httpx.stream("POST", f"{gw.url}/v1/chat/completions", json=BODY, timeout=30) as response:
-        next(response.iter_lines())
+        lines = response.iter_lines()  # held: a dropped iterator can close the connection
+        next(lines)
         time.sleep(1.5)  # the client reads nothing; socket buffers fill up
         sent_while_stalled = upstream.sim.streams[-1].chunks_sent
     assert sent_while_stalled < total / 2, (
         f"upstream sent {sent_while_stalled} of {total} chunks to a stalled client"
     )
     wait_for(lambda: upstream.sim.streams[-1].ended)
+
+
+def test_disconnect_stops_relay_even_when_upstream_floods(fake, gateway):
+    """With data always buffered and sends to a dead client returning at once, the relay may
+    never suspend; it must still notice the disconnect instead of reading the upstream to its end."""
+    total = 200_000
+    upstream = fake(behaviour=Behaviour(completion_tokens=total))
+    gw = gateway(config_for({"up": upstream.url}))
+    with httpx.stream("POST", f"{gw.url}/v1/chat/completions", json=BODY, timeout=30) as response:
+        request_id = response.headers["x-request-id"]
+        lines = response.iter_lines()
+        next(lines)
+        closed_at = time.monotonic()
+    stream = wait_for(lambda: upstream.sim.streams[-1].ended and upstream.sim.streams[-1], timeout_s=20)
+    assert stream.outcome == "client_closed", f"upstream stream ended as {stream.outcome}"
+    seen_close = stream.closed_by_client_at
+    assert seen_close - closed_at < 1.0, f"upstream closed {seen_close - closed_at:.2f} s after the client"
+    assert upstream.sim.streams[-1].chunks_sent < total
+    record = generation_record(gw.url, request_id)
+    assert record["cancelled"] is True and record["finish_reason"] == "cancelled"

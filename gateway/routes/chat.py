@@ -91,7 +91,7 @@ async def _complete(
             for c in answer.get("choices", [])
             if isinstance(c, dict)
         )
-        usage = await estimate_usage(deployment.model, body.get("messages", []), completion)
+        usage = await estimate_usage(body.get("messages", []), completion)
     answer["id"] = record.request_id
     answer["model"] = plan.model_of.get(deployment, model)
     answer["provider"] = deployment.provider
@@ -165,5 +165,6 @@ async def _stream(
         relay(ctx, opening),
         headers=headers,
         ping=0,  # keep-alives come from `relay`, only while the first token is awaited
+        client_close_handler_callable=ctx.on_client_close,
         sep="\n",
     )

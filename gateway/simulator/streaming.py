@@ -31,6 +31,7 @@ from gateway.simulator.wire import Reply
 
 HANG_LIMIT_S = 600.0
 SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
+_YIELD_EVERY = 32
 DEFAULT_ERROR_EVENT = "The engine encountered an internal error while generating the response."
 
 
@@ -100,6 +101,10 @@ class _Stream:
             if (sent > 0 and not await self.watch.pause(gap_s)) or self.watch.stopped:
                 self.left()
                 return
+            if not gap_s and sent % _YIELD_EVERY == 0:
+                # With no gap and sends to a gone client returning at once, nothing here
+                # would suspend, and the disconnect watcher would never get to run.
+                await asyncio.sleep(0)
             delta = {"content": reply.chunks[sent]}
             await self.event(wire.sse(flavour.chunk(reply, delta, None, "content")))
             self.record.chunks_sent += 1
