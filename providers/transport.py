@@ -253,7 +253,9 @@ def _translate_aiohttp(exc: BaseException, provider: str) -> ProviderError:
 
 class _AiohttpStream(_Stream):
     __slots__ = ("_response",)
-    _library_errors = (aiohttp.ClientError, OSError)
+    # aiohttp's reader raises a bare RuntimeError("Connection closed.") when its session
+    # is closed under a read (gateway shutdown with streams in flight).
+    _library_errors = (aiohttp.ClientError, OSError, RuntimeError)
 
     def __init__(self, response: aiohttp.ClientResponse, deadline: _Deadline) -> None:
         super().__init__(response.status, _lower(response.headers), deadline)
