@@ -32,7 +32,8 @@ from providers.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from providers.litellm_adapter import LiteLLMAdapter, translate_litellm_error
+from providers.litellm_adapter import LiteLLMAdapter
+from providers.litellm_errors import translate_litellm_error
 from tests.contract.recordings import API_KEY
 
 REPO = Path(__file__).resolve().parents[2]
