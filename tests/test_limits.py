@@ -141,7 +141,8 @@ def test_budget_holds_under_200_concurrent_requests(backend, fake, gateway, tmp_
             runtime_of(r).accounts.ledger._wake.set()
         spend = httpx.get(f"{base}/admin/api/spend", params={"group_by": "key"}, headers=admin).json()["data"]
         rows = [s for s in spend if s["group"] == "burst"]
-        return rows if rows and sum(r["requests"] for r in rows) == ok else None
+        # Every request is booked, the refused ones (402) at no cost.
+        return rows if rows and sum(r["requests"] for r in rows) == 200 else None
 
     [booked] = wait_for(settled, timeout_s=10)
     assert booked["cost_usd"] == pytest.approx(ok * cost_one)
@@ -193,3 +194,44 @@ def test_rpm_holds_across_three_gateway_processes_sharing_redis(fake, tmp_path):
         codes = [r.stop() for r in replicas]
     assert set(codes) <= {0, -15}  # uvicorn re-raises SIGTERM after a clean shutdown
     assert all("Application shutdown complete" in r.log_path.read_text() for r in replicas)
+
+
+def test_refused_requests_are_booked_for_the_admin_to_see(fake, gateway, tmp_path):
+    up = fake()
+    models = {"m": [("a", "a-model")], "other": [("a", "a-model")]}
+    gw = gateway(
+        config_for({"a": up.url}, models=models),
+        admin_key=ADMIN,
+        database_url=f"sqlite+aiosqlite:///{tmp_path}/g.db",
+        ledger_spool_dir=tmp_path / "spool",
+    )
+    made = new_key(gw.url, rpm=1, models=["m"])
+    api = client(gw.url, made["key"])
+    api.chat.completions.create(model="m", messages=HI)
+    refusals = []
+    for model, error in (("m", openai.RateLimitError), ("other", openai.PermissionDeniedError)):
+        with pytest.raises(error) as caught:
+            api.chat.completions.create(model=model, messages=HI)
+        refusals.append(caught.value.response.headers["x-request-id"])
+    for request_id, status in zip(refusals, (429, 403), strict=True):
+        record = httpx.get(
+            f"{gw.url}/v1/generation", params={"id": request_id}, headers={"authorization": f"Bearer {ADMIN}"}
+        ).json()["data"]
+        assert (record["status"], record["key_id"], record["cost_usd"]) == (status, made["id"], 0.0)
+    with pytest.raises(openai.AuthenticationError) as unknown:
+        client(gw.url, "gw-no-such-key").chat.completions.create(model="m", messages=HI)
+    lookup = httpx.get(
+        f"{gw.url}/v1/generation",
+        params={"id": unknown.value.response.headers["x-request-id"]},
+        headers={"authorization": f"Bearer {ADMIN}"},
+    )
+    assert lookup.status_code == 404  # unknown keys are not booked
+    rows = wait_for(
+        lambda: httpx.get(
+            f"{gw.url}/admin/api/ledger",
+            params={"key_id": made["id"], "status": "429"},
+            headers={"authorization": f"Bearer {ADMIN}"},
+        ).json()["data"],
+        timeout_s=15,
+    )
+    assert [row["request_id"] for row in rows] == [refusals[0]]

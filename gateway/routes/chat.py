@@ -12,12 +12,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.accounting import estimate_usage, usage_payload
-from gateway.accounts import admit
 from gateway.auth import authenticate
 from gateway.errors import GatewayError, from_all_failed, from_provider_error
 from gateway.records import RequestRecord
 from gateway.request_body import ChatCompletionRequest, read_json_object, validate
-from gateway.routes.failures import book_failure
+from gateway.routes.failures import admit_or_book, book_failure
 from gateway.routing import fill_model, wants_metadata
 from gateway.runtime import Runtime
 from gateway.streaming import StreamContext, relay
@@ -57,10 +56,11 @@ async def chat_completions(request: Request) -> Response:
     validate(ChatCompletionRequest, body)
     plan = runtime.routing.plan(runtime.models, body, principal.name)
     group = plan.groups[0]
-    await admit(request, runtime, principal, group, body)
     request_id: str = request.state.request_id
     record = RequestRecord(request_id=request_id, model=group.name, key_id=principal.key_id)
     record.policy = plan.policy
+    record.streamed = bool(body.get("stream"))
+    await admit_or_book(request, runtime, principal, group, body, record)
     meta = wants_metadata(request.headers)
     if body.get("stream"):
         return await _stream(runtime, group.name, plan, body, record, meta)

@@ -9,13 +9,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.accounting import usage_payload
-from gateway.accounts import admit
 from gateway.auth import authenticate
 from gateway.errors import from_all_failed, from_provider_error
 from gateway.records import RequestRecord
 from gateway.request_body import EmbeddingsRequest, read_json_object, validate
 from gateway.routes.chat import upstream_body
-from gateway.routes.failures import book_failure
+from gateway.routes.failures import admit_or_book, book_failure
 from gateway.runtime import Runtime
 from providers.errors import ProviderError
 from providers.types import Usage
@@ -30,10 +29,10 @@ async def embeddings(request: Request) -> Response:
     validate(EmbeddingsRequest, body)
     plan = runtime.routing.plan(runtime.models, body, principal.name)
     group = plan.groups[0]
-    await admit(request, runtime, principal, group, body)
     record = RequestRecord(
         request_id=request.state.request_id, model=group.name, key_id=principal.key_id, kind="embeddings"
     )
+    await admit_or_book(request, runtime, principal, group, body, record)
     started_at = time.monotonic()
     log = AttemptLog()
     try:
