@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +32,7 @@ from providers.errors import ProviderError, UpstreamTimeout
 from providers.types import Usage
 from router_policies.attempts import AllAttemptsFailed, AttemptLog
 from router_policies.deployment import Deployment
-from router_policies.executor import StartedStream, start_stream
+from router_policies.executor import NULL_OBSERVER, StartedStream, start_stream
 
 DONE = b"data: [DONE]\n\n"
 KEEP_ALIVE = b": keep-alive\n\n"
@@ -48,6 +48,7 @@ class Segment:
     """The part of the answer one upstream produced."""
 
     started: StartedStream
+    model: str  # the model name the client sees: a `models[]` fallback may answer
     prefix: str = ""  # what earlier segments had already said
     text: list[str] = field(default_factory=list)
     usage: Usage | None = None
@@ -76,6 +77,9 @@ class StreamContext:
     started_at: float
     finish: Callable[[RequestRecord], None]
     keepalive_s: float = 5.0
+    # Which requested model each deployment serves, and who hears how attempts went.
+    model_of: Mapping[Deployment, str] = field(default_factory=dict)
+    observer: Any = None
     client_gone: bool = False
     segments: list[Segment] = field(default_factory=list)
     finish_reason: str | None = None
@@ -96,18 +100,21 @@ class StreamContext:
     def answer_so_far(self) -> str:
         return "".join(piece for segment in self.segments for piece in segment.text)
 
+    def segment_for(self, started: StartedStream, prefix: str = "") -> Segment:
+        return Segment(started, self.model_of.get(started.deployment, self.model), prefix)
+
     def _envelope(self, provider: str) -> dict[str, Any]:
         return {
             "id": self.request_id,
             "object": "chat.completion.chunk",
             "created": self.created,
-            "model": self.model,
+            "model": self.segments[-1].model if self.segments else self.model,
             "provider": provider,
         }
 
     def rewrite(self, chunk: dict[str, Any], segment: Segment) -> bytes | None:
         chunk["id"] = self.request_id
-        chunk["model"] = self.model
+        chunk["model"] = segment.model
         chunk["provider"] = segment.started.deployment.provider
         choices = chunk.get("choices")
         if choices and isinstance(choices[0], dict):
@@ -237,7 +244,7 @@ async def relay(ctx: StreamContext, opening: asyncio.Future[StartedStream]) -> A
             yield KEEP_ALIVE
             await asyncio.wait({opening}, timeout=ctx.keepalive_s)
         try:
-            ctx.segments.append(Segment(opening.result()))
+            ctx.segments.append(ctx.segment_for(opening.result()))
         except (AllAttemptsFailed, ProviderError) as failure:
             last = failure.last_error if isinstance(failure, AllAttemptsFailed) else failure
             last = last or ProviderError("no deployment could serve the request")
@@ -284,9 +291,9 @@ async def _resume(ctx: StreamContext) -> Segment | None:
     if not remaining:
         return None
     try:
-        started = await start_stream(remaining, body, ctx.log)
+        started = await start_stream(remaining, body, ctx.log, ctx.observer or NULL_OBSERVER)
     except (AllAttemptsFailed, ProviderError):
         return None
-    segment = Segment(started, prefix=ctx.answer_so_far)
+    segment = ctx.segment_for(started, prefix=ctx.answer_so_far)
     ctx.segments.append(segment)
     return segment

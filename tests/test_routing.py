@@ -203,6 +203,16 @@ def test_models_list_falls_back_to_the_next_model(fake, gateway):
         timeout=10,
     )
     assert without_model.status_code == 200 and without_model.json()["model"] == "backup"
+    chunks = list(
+        client(gw.url).chat.completions.create(
+            model="primary",
+            messages=MESSAGES,
+            stream=True,
+            stream_options={"include_usage": True},
+            extra_body={"models": ["backup"]},
+        )
+    )
+    assert {chunk.model for chunk in chunks} == {"backup"}  # streams name the model that answered
 
 
 def test_max_price_with_nothing_under_it_is_a_clear_4xx(fake, gateway):

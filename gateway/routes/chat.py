@@ -157,6 +157,8 @@ async def _stream(
         started_at=started_at,
         finish=runtime.finish,
         keepalive_s=keepalive_s,
+        model_of=plan.model_of,
+        observer=runtime.routing.router,
         gateway_meta=(lambda: plan.metadata(log)) if meta else None,
     )
     # Before the stream has started this names the attempt under way ("…;pending").
