@@ -13,7 +13,7 @@ from starlette.responses import Response
 
 from gateway.accounting import estimate_usage, usage_payload
 from gateway.auth import authenticate
-from gateway.errors import GatewayError, from_all_failed, from_provider_error
+from gateway.errors import GatewayError
 from gateway.records import RequestRecord
 from gateway.request_body import ChatCompletionRequest, read_json_object, validate
 from gateway.routes.failures import admit_or_book, book_failure
@@ -77,12 +77,8 @@ async def _complete(
         result, deployment = await complete(
             plan.deployments, upstream_body(body), log, router, plan.hedge, plan.retry
         )
-    except AllAttemptsFailed as failure:
-        raise book_failure(
-            runtime, record, log, started_at, failure.last_error, from_all_failed(failure, model)
-        ) from None
-    except ProviderError as error:
-        raise book_failure(runtime, record, log, started_at, error, from_provider_error(error)) from None
+    except (AllAttemptsFailed, ProviderError) as failure:
+        raise book_failure(runtime, record, log, started_at, failure, model) from None
     answer = result.body
     usage = result.usage
     if usage is None:
@@ -126,7 +122,6 @@ async def _stream(
     forwarded = upstream_body(body)
     forwarded["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
     log = AttemptLog()
-    record.streamed = True
     opening = asyncio.ensure_future(
         start_stream(plan.deployments, forwarded, log, runtime.routing.router, plan.hedge, plan.retry)
     )
@@ -135,12 +130,8 @@ async def _stream(
         await asyncio.wait_for(asyncio.shield(opening), timeout=keepalive_s)
     except TimeoutError:
         pass
-    except AllAttemptsFailed as failure:
-        raise book_failure(
-            runtime, record, log, started_at, failure.last_error, from_all_failed(failure, model)
-        ) from None
-    except ProviderError as error:
-        raise book_failure(runtime, record, log, started_at, error, from_provider_error(error)) from None
+    except (AllAttemptsFailed, ProviderError) as failure:
+        raise book_failure(runtime, record, log, started_at, failure, model) from None
     except BaseException:
         opening.cancel()
         raise

@@ -10,7 +10,6 @@ from starlette.responses import Response
 
 from gateway.accounting import usage_payload
 from gateway.auth import authenticate
-from gateway.errors import from_all_failed, from_provider_error
 from gateway.records import RequestRecord
 from gateway.request_body import EmbeddingsRequest, read_json_object, validate
 from gateway.routes.chat import upstream_body
@@ -39,12 +38,8 @@ async def embeddings(request: Request) -> Response:
         result, deployment = await embed(
             plan.deployments, upstream_body(body), log, runtime.routing.router, plan.retry
         )
-    except AllAttemptsFailed as failure:
-        raise book_failure(
-            runtime, record, log, started_at, failure.last_error, from_all_failed(failure, group.name)
-        ) from None
-    except ProviderError as error:
-        raise book_failure(runtime, record, log, started_at, error, from_provider_error(error)) from None
+    except (AllAttemptsFailed, ProviderError) as failure:
+        raise book_failure(runtime, record, log, started_at, failure, group.name) from None
     usage = result.usage or Usage(estimated=True)
     answer = result.body
     answer["model"] = group.name

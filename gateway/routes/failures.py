@@ -16,18 +16,12 @@ from starlette.requests import Request
 
 from gateway.accounts import admit
 from gateway.auth import Principal
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, from_all_failed, from_provider_error
 from gateway.records import RequestRecord
 from gateway.runtime import Runtime
 from providers.errors import ProviderError
-from router_policies.attempts import AttemptLog
+from router_policies.attempts import AllAttemptsFailed, AttemptLog
 from router_policies.deployment import ModelGroup
-
-
-def with_route(error: GatewayError, log: AttemptLog) -> GatewayError:
-    """Errors carry `x-gateway-route` too: which deployments were tried, and how each failed."""
-    error.headers["x-gateway-route"] = log.route_header()
-    return error
 
 
 def book_failure(
@@ -35,16 +29,26 @@ def book_failure(
     record: RequestRecord,
     log: AttemptLog,
     started_at: float,
-    cause: ProviderError | None,
-    error: GatewayError,
+    failure: AllAttemptsFailed | ProviderError,
+    model: str,
 ) -> GatewayError:
-    """Book a failed request with the status the client is about to get; return that error."""
+    """Book a failed request with the status the client is about to get; return that error.
+
+    Every deployment failing maps to 502/503/504; a non-retryable upstream error (the
+    client's own request at fault) goes back as it is. Either way the error carries
+    `x-gateway-route`: which deployments were tried, and how each failed.
+    """
+    if isinstance(failure, AllAttemptsFailed):
+        cause, error = failure.last_error, from_all_failed(failure, model)
+    else:
+        cause, error = failure, from_provider_error(failure)
     record.status = error.status
     record.error = cause.error_type if cause else "no_deployment"
     record.latency_ms = (time.monotonic() - started_at) * 1000
     record.attempts = [a.as_dict() for a in log.attempts]
     runtime.finish(record)
-    return with_route(error, log)
+    error.headers["x-gateway-route"] = log.route_header()
+    return error
 
 
 async def admit_or_book(
