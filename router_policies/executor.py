@@ -15,8 +15,8 @@ a second role chunk.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Sequence
-from typing import Any, Protocol
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, Protocol, TypeVar
 
 from providers.errors import ProviderError
 from providers.types import JSON, ChatResult, EmbeddingsResult, RateLimitInfo, UpstreamCall, Usage
@@ -147,6 +147,9 @@ def upstream_call(deployment: Deployment, body: JSON, headers: dict[str, str] | 
     )
 
 
+T = TypeVar("T")
+
+
 def _report_whole(
     observer: Any, d: Deployment, started: float, usage: Usage | None, rate_limit: RateLimitInfo
 ) -> None:
@@ -154,6 +157,24 @@ def _report_whole(
     elapsed = time.monotonic() - started
     tokens = usage.completion_tokens if usage is not None else 0
     observer.finished(d, elapsed * 1000, tokens / elapsed if tokens and elapsed > 0 else None, rate_limit)
+
+
+def _timed(
+    observer: Any,
+    fetch: Callable[[Deployment], Awaitable[T]],
+    usage_of: Callable[[T], Usage | None],
+    rate_limit_of: Callable[[T], RateLimitInfo],
+) -> Callable[[Deployment], Awaitable[T]]:
+    """An attempt that fetches a whole (non-streamed) answer and reports its timing."""
+    finish = observer if hasattr(observer, "finished") else _NullFinish()
+
+    async def attempt(d: Deployment) -> T:
+        started = time.monotonic()
+        result = await fetch(d)
+        _report_whole(finish, d, started, usage_of(result), rate_limit_of(result))
+        return result
+
+    return attempt
 
 
 async def complete(
@@ -164,14 +185,9 @@ async def complete(
     hedge: HedgeSettings = NO_HEDGE,
     retry: RetrySettings = DEFAULT_RETRY,
 ) -> tuple[ChatResult, Deployment]:
-    finish = observer if hasattr(observer, "finished") else _NullFinish()
-
-    async def attempt(d: Deployment) -> ChatResult:
-        started = time.monotonic()
-        result = await d.adapter.chat(upstream_call(d, body))
-        _report_whole(finish, d, started, result.usage, result.rate_limit)
-        return result
-
+    attempt = _timed(
+        observer, lambda d: d.adapter.chat(upstream_call(d, body)), lambda r: r.usage, lambda r: r.rate_limit
+    )
     return await run_plan(plan, log, attempt, observer, hedge, retry)
 
 
@@ -182,14 +198,12 @@ async def embed(
     observer: Any = NULL_OBSERVER,
     retry: RetrySettings = DEFAULT_RETRY,
 ) -> tuple[EmbeddingsResult, Deployment]:
-    finish = observer if hasattr(observer, "finished") else _NullFinish()
-
-    async def attempt(d: Deployment) -> EmbeddingsResult:
-        started = time.monotonic()
-        result = await d.adapter.embeddings(upstream_call(d, body))
-        _report_whole(finish, d, started, None, result.rate_limit)
-        return result
-
+    attempt = _timed(
+        observer,
+        lambda d: d.adapter.embeddings(upstream_call(d, body)),
+        lambda r: None,
+        lambda r: r.rate_limit,
+    )
     return await run_plan(plan, log, attempt, observer, NO_HEDGE, retry)
 
 
