@@ -217,3 +217,22 @@ async def _watch_disconnect(receive: Any, served: Served) -> None:
             if not served.completed:  # after the last write uvicorn reports the cycle as over
                 served.disconnected.set()
             return
+
+
+async def assert_aclose_hangs_up(adapter: Any, call: Any, url: str, replay: ReplayServer) -> None:
+    """Part of every adapter's contract: `aclose()` on a stream really hangs up on the upstream."""
+    stream = await adapter.chat_stream(call)
+    iterator = aiter(stream)
+    async with asyncio.timeout(5):
+        first = await anext(iterator)
+    assert first["object"] == "chat.completion.chunk"
+
+    started = time.monotonic()
+    await stream.aclose()
+    [served] = replay.served(url)
+    hung_up = await asyncio.to_thread(served.disconnected.wait, 3.0)
+
+    assert hung_up, "the upstream connection is still open after aclose()"
+    assert time.monotonic() - started < 3.0
+    assert not served.completed
+    await iterator.aclose()  # type: ignore[attr-defined]

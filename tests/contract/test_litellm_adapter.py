@@ -42,7 +42,7 @@ from providers.litellm_adapter import LiteLLMAdapter
 from providers.transport import TransportPool
 from providers.types import JSON, ChunkStream, UpstreamCall, Usage
 from tests.contract.recordings import API_KEY, API_KEY_ENV, TIMEOUTS, chat_body, recording
-from tests.contract.replay import ReplayServer, Reply, crlf
+from tests.contract.replay import ReplayServer, Reply, assert_aclose_hangs_up, crlf
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -198,21 +198,8 @@ async def test_stream_chunks_in_order_and_complete(
 async def test_aclose_hangs_up_on_the_upstream(anthropic: Factory, replay: ReplayServer) -> None:
     slow = REC.reply("stream").with_writes(pieces=(48,), delay_s=0.1)  # seconds to send in full
     adapter, url = anthropic(slow)
-    stream = await adapter.chat_stream(UpstreamCall(chat_body(REC.model, stream=True), TIMEOUTS))
-    iterator = aiter(stream)
-    async with asyncio.timeout(5):
-        first = await anext(iterator)
-    assert first["object"] == "chat.completion.chunk"
-
-    started = time.monotonic()
-    await stream.aclose()
-    [served] = replay.served(url)
-    hung_up = await asyncio.to_thread(served.disconnected.wait, 3.0)
-
-    assert hung_up, "the upstream connection is still open after aclose()"
-    assert time.monotonic() - started < 3.0
-    assert not served.completed
-    await iterator.aclose()  # type: ignore[attr-defined]
+    call = UpstreamCall(chat_body(REC.model, stream=True), TIMEOUTS)
+    await assert_aclose_hangs_up(adapter, call, url, replay)
 
 
 def _cut_mid_text(body: bytes) -> bytes:

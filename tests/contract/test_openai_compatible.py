@@ -12,7 +12,6 @@ so fixing one turns its test red until the entry is removed.
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any, ClassVar
 
 import orjson
@@ -38,7 +37,7 @@ from tests.contract.recordings import (
     recording,
     sse_payloads,
 )
-from tests.contract.replay import ReplayServer, Reply, crlf
+from tests.contract.replay import ReplayServer, Reply, assert_aclose_hangs_up, crlf
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -395,21 +394,8 @@ async def test_aclose_hangs_up_on_the_upstream(
     rec = recording(provider)
     slow = rec.reply("stream").with_writes(pieces=(48,), delay_s=0.1)  # seconds to send in full
     adapter, url = make_adapter(provider, slow)
-    stream = await adapter.chat_stream(UpstreamCall(chat_body(rec.model, stream=True), TIMEOUTS))
-    iterator = aiter(stream)
-    async with asyncio.timeout(5):
-        first = await anext(iterator)
-    assert first["object"] == "chat.completion.chunk"
-
-    started = time.monotonic()
-    await stream.aclose()
-    [served] = replay.served(url)
-    hung_up = await asyncio.to_thread(served.disconnected.wait, 3.0)
-
-    assert hung_up, "the upstream connection is still open after aclose()"
-    assert time.monotonic() - started < 3.0
-    assert not served.completed
-    await iterator.aclose()  # type: ignore[attr-defined]
+    call = UpstreamCall(chat_body(rec.model, stream=True), TIMEOUTS)
+    await assert_aclose_hangs_up(adapter, call, url, replay)
 
 
 # --------------------------------------------------------------------------- embeddings
