@@ -184,12 +184,13 @@ class StreamContext:
             }
         )
 
-    def continuation(self) -> tuple[list[Deployment], dict[str, Any]]:
-        """The deployments not yet used, and the body asking them to continue the answer."""
+    def continuation(self) -> tuple[list[Deployment], dict[str, Any], str]:
+        """The deployments not yet used, the body asking them to continue, and the answer so far."""
         used = {id(s.started.deployment) for s in self.segments}
         remaining = [d for d in self.plan if id(d) not in used]
-        messages = [*self.body.get("messages", []), {"role": "assistant", "content": self.answer_so_far}]
-        return remaining, {**self.body, "messages": messages}
+        prefix = self.answer_so_far
+        messages = [*self.body.get("messages", []), {"role": "assistant", "content": prefix}]
+        return remaining, {**self.body, "messages": messages}, prefix
 
 
 async def _book(ctx: StreamContext, cancelled: bool, error: str | None) -> None:
@@ -287,13 +288,13 @@ async def relay(ctx: StreamContext, opening: asyncio.Future[StartedStream]) -> A
 
 async def _resume(ctx: StreamContext) -> Segment | None:
     """Start the next deployment on the answer so far; None if there is none or it fails too."""
-    remaining, body = ctx.continuation()
+    remaining, body, prefix = ctx.continuation()
     if not remaining:
         return None
     try:
         started = await start_stream(remaining, body, ctx.log, ctx.observer or NULL_OBSERVER)
     except (AllAttemptsFailed, ProviderError):
         return None
-    segment = ctx.segment_for(started, prefix=ctx.answer_so_far)
+    segment = ctx.segment_for(started, prefix=prefix)
     ctx.segments.append(segment)
     return segment

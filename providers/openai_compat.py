@@ -52,13 +52,12 @@ class OpenAIChunkStream:
     `UpstreamStreamError` for an error event inside the stream.
     """
 
-    __slots__ = ("_finished", "_normaliser", "_provider", "_raw", "rate_limit")
+    __slots__ = ("_normaliser", "_provider", "_raw", "rate_limit")
 
     def __init__(self, raw: RawStream, normaliser: StreamNormaliser, provider: str) -> None:
         self._raw = raw
         self._normaliser = normaliser
         self._provider = provider
-        self._finished = False
         self.rate_limit: RateLimitInfo = parse_rate_limit_headers(raw.headers)
 
     async def __aiter__(self) -> AsyncIterator[JSON]:
@@ -68,7 +67,6 @@ class OpenAIChunkStream:
             async for data in self._raw.chunks():
                 for event in decoder.feed(data):
                     if event.data == _DONE:
-                        self._finished = True
                         await self._raw.finish()
                         return
                     if not event.data:
@@ -89,7 +87,6 @@ class OpenAIChunkStream:
             raise UpstreamProtocolError(
                 "the upstream stream ended before it finished", provider=self._provider
             )
-        self._finished = True
 
     async def aclose(self) -> None:
         await self._raw.aclose()
