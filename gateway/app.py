@@ -31,6 +31,8 @@ from gateway.routes.generation import generation, health
 from gateway.routes.models import list_models
 from gateway.runtime import build_runtime
 from gateway.settings import Settings
+from gateway.telemetry.endpoint import metrics
+from gateway.telemetry.tracing import TracingMiddleware
 
 log = logging.getLogger("gateway")
 
@@ -81,6 +83,7 @@ def create_app(settings: Settings, config: GatewayConfig) -> ASGIApp:
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/generation", generation, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
         *admin_routes(),
     ]
     app = Starlette(
@@ -88,4 +91,4 @@ def create_app(settings: Settings, config: GatewayConfig) -> ASGIApp:
         exception_handlers={GatewayError: _gateway_error, HTTPException: _http_error, Exception: _unexpected},
         lifespan=lifespan,
     )
-    return RequestIdMiddleware(AccountsMiddleware(app, settings))
+    return RequestIdMiddleware(TracingMiddleware(AccountsMiddleware(app, settings)))

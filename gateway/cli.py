@@ -59,6 +59,9 @@ def serve(args: argparse.Namespace) -> int:
         path,
         "on" if settings.auth_enabled else "off",
     )
+    from gateway.telemetry.tracing import configure_tracing
+
+    tracer_provider = configure_tracing(settings)
     app = create_app(settings, config)
     # Everything imported so far lives as long as the process: move it out of the
     # collector's reach, so full collections stop scanning it (they made the p99 tail).
@@ -74,6 +77,8 @@ def serve(args: argparse.Namespace) -> int:
         access_log=args.access_log,
         timeout_graceful_shutdown=30,
     )
+    if tracer_provider is not None:
+        tracer_provider.shutdown()  # export what is still batched
     return 0
 
 

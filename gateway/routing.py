@@ -19,6 +19,7 @@ from gateway.config import GatewayConfig
 from gateway.errors import GatewayError
 from gateway.routing_config import ModelRoutingConfig, PrefsConfig, RoutingConfig
 from gateway.settings import Settings
+from gateway.telemetry.tracing import annotate_plan, child_span
 from providers.transport import TransportPool
 from router_policies.breaker import BreakerSettings
 from router_policies.candidates import NoCandidates
@@ -110,7 +111,10 @@ class Routing:
             raise GatewayError(400, error.message, param=error.param) from None
         key = self.key_defaults.get(key_name) if key_name is not None else None
         try:
-            return self.router.plan(groups, body, request, key)
+            with child_span("gateway.route", **{"gateway.model": groups[0].name}) as span:
+                plan = self.router.plan(groups, body, request, key)
+                annotate_plan(span, plan)
+                return plan
         except NoCandidates as error:
             raise GatewayError(
                 400,

@@ -54,6 +54,7 @@ class Runtime:
     accounts: Any = None  # gateway.accounts.Accounts: keys, limits, the ledger
     resumable_models: frozenset[str] = frozenset()
     routing: Any = None  # gateway.routing.Routing: the router, its state store, the vLLM scraper
+    telemetry: Any = None  # gateway.telemetry.Telemetry: metrics registry, health probe, prompt log
 
     def finish(self, record: RequestRecord) -> None:
         """Hand a finished request to every sink; never raises into the response path."""
@@ -223,4 +224,7 @@ async def build_runtime(settings: Settings, config: GatewayConfig) -> Runtime:
 
     runtime.routing = await build_routing(settings, config, models, pool, base_urls)
     closers.append(runtime.routing.aclose)
+    from gateway.telemetry import open_telemetry
+
+    runtime.telemetry = open_telemetry(runtime)
     return runtime

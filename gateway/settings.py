@@ -33,6 +33,11 @@ class Settings(BaseSettings):
     keepalive_interval_s: float = Field(5.0, gt=0, validation_alias=_env("GATEWAY_KEEPALIVE_S"))
     http_client: Literal["aiohttp", "httpx"] = Field("aiohttp", validation_alias=_env("GATEWAY_HTTP_CLIENT"))
     log_level: str = Field("info", validation_alias=_env("GATEWAY_LOG_LEVEL"))
+    log_format: Literal["text", "json"] = Field("text", validation_alias=_env("GATEWAY_LOG_FORMAT"))
+    # Telemetry (gateway.telemetry): "auto" traces only when an OTLP endpoint is configured.
+    tracing: Literal["auto", "on", "off"] = Field("auto", validation_alias=_env("GATEWAY_TRACING"))
+    metrics_token: SecretStr | None = Field(None, validation_alias=_env("GATEWAY_METRICS_TOKEN"))
+    health_interval_s: float = Field(15.0, gt=0, validation_alias=_env("GATEWAY_HEALTH_INTERVAL_S"))
     # Keys, limits and the ledger (gateway.accounts).
     migrate_on_start: bool = Field(True, validation_alias=_env("GATEWAY_MIGRATE_ON_START"))
     key_cache_ttl_s: float = Field(5.0, ge=0, validation_alias=_env("GATEWAY_KEY_CACHE_TTL_S"))

@@ -28,6 +28,7 @@ import orjson
 
 from gateway.accounting import estimate_usage, usage_payload
 from gateway.records import RequestRecord
+from gateway.telemetry.tracing import end_stream_span, start_stream_span
 from providers.errors import ProviderError, UpstreamTimeout
 from providers.types import Usage
 from router_policies.attempts import AllAttemptsFailed, AttemptLog
@@ -83,6 +84,7 @@ class StreamContext:
     client_gone: bool = False
     segments: list[Segment] = field(default_factory=list)
     finish_reason: str | None = None
+    chunks: int = 0  # sent to the client, for the stream's span
     # With `X-Gateway-Metadata: enabled`: the routing explanation, sent in the last chunk.
     gateway_meta: Callable[[], dict[str, Any]] | None = None
 
@@ -224,12 +226,14 @@ async def _relay_segment(ctx: StreamContext, segment: Segment) -> AsyncIterator[
     for chunk in segment.started.preamble:
         out = ctx.rewrite(chunk, segment)
         if out is not None:
+            ctx.chunks += 1
             yield out
     async for chunk in segment.started.rest:
         if ctx.client_gone:
             raise _ClientGone
         out = ctx.rewrite(chunk, segment)
         if out is not None:
+            ctx.chunks += 1
             yield out
 
 
@@ -240,6 +244,7 @@ async def relay(ctx: StreamContext, opening: asyncio.Future[StartedStream]) -> A
     generator itself, so none can ever follow `[DONE]`.
     """
     cancelled, error = True, None
+    span = start_stream_span()
     try:
         while not opening.done():
             yield KEEP_ALIVE
@@ -280,6 +285,7 @@ async def relay(ctx: StreamContext, opening: asyncio.Future[StartedStream]) -> A
                 await segment.started.aclose()
             if not opening.done():
                 opening.cancel()
+        end_stream_span(span, ctx, cancelled, error)
         # Booking may need token counting (a thread); never hold the closing path for it.
         task = asyncio.get_running_loop().create_task(_book(ctx, cancelled, error))
         _bookings.add(task)

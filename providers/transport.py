@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 import aiohttp
 import httpx
+from opentelemetry import propagate, trace
 
 from providers.errors import (
     ProviderError,
@@ -186,6 +187,9 @@ class _PooledTransport:
         timeouts: Timeouts,
         provider: str,
     ) -> _Stream:
+        if trace.get_current_span().is_recording():
+            headers = {**headers}
+            propagate.inject(headers)  # the attempt's `traceparent`: the upstream joins our trace
         deadline = _Deadline(timeouts, provider)
         wait_s, phase = deadline.first_byte(timeouts.first_byte_timeout_ms / 1000)
         try:

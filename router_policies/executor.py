@@ -32,6 +32,7 @@ from router_policies.runner import (
     run_plan,
     still_eligible,
 )
+from router_policies.tracing import AnswerTrace, current, fail_attempt, finish_attempt, open_attempt
 
 __all__ = [
     "StartedStream",
@@ -88,6 +89,8 @@ class StartedStream:
         started_at: float,
         first_token_at: float,
         observer: Any = None,
+        span: Any = None,
+        answer: AnswerTrace | None = None,
     ) -> None:
         self.deployment = deployment
         self.preamble = preamble
@@ -100,6 +103,8 @@ class StartedStream:
         self._error: ProviderError | None = None
         self._ended_at: float | None = None
         self._reported = False
+        self._span = span  # the attempt's span (router_policies.tracing), ended on close
+        self._answer = answer
         self.rest: AsyncIterator[JSON] = self._watch()
 
     async def _watch(self) -> AsyncIterator[JSON]:
@@ -108,6 +113,8 @@ class StartedStream:
                 usage = chunk.get("usage")
                 if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int):
                     self._completion_tokens = usage["completion_tokens"]
+                if self._answer is not None:
+                    self._answer.observe(chunk)
                 yield chunk
             self._ended_at = time.monotonic()
         except ProviderError as error:
@@ -124,6 +131,16 @@ class StartedStream:
             if inner_close is not None:
                 await inner_close()
             self._report()
+            self._end_span()
+
+    def _end_span(self) -> None:
+        span, self._span = self._span, None
+        if span is None or self._answer is None:
+            return
+        if self._error is not None:
+            fail_attempt(span, self._error)
+        else:
+            finish_attempt(span, self.deployment, self._answer)
 
     def _report(self) -> None:
         if self._reported or self._observer is None:
@@ -164,14 +181,30 @@ def _timed(
     fetch: Callable[[Deployment], Awaitable[T]],
     usage_of: Callable[[T], Usage | None],
     rate_limit_of: Callable[[T], RateLimitInfo],
+    traced: tuple[str, JSON, Callable[[T], JSON]],
 ) -> Callable[[Deployment], Awaitable[T]]:
-    """An attempt that fetches a whole (non-streamed) answer and reports its timing."""
+    """An attempt that fetches a whole (non-streamed) answer and reports its timing.
+
+    `traced` is (operation name, request body, the answer's JSON) for the attempt's span.
+    """
     finish = observer if hasattr(observer, "finished") else _NullFinish()
+    operation, body, answer_of = traced
 
     async def attempt(d: Deployment) -> T:
         started = time.monotonic()
-        result = await fetch(d)
-        _report_whole(finish, d, started, usage_of(result), rate_limit_of(result))
+        span = open_attempt(d, body, operation)
+        try:
+            with current(span):
+                result = await fetch(d)
+        except BaseException as error:
+            fail_attempt(span, error)
+            raise
+        usage = usage_of(result)
+        _report_whole(finish, d, started, usage, rate_limit_of(result))
+        if span is not None:
+            answer = AnswerTrace()
+            answer.observe(answer_of(result))
+            finish_attempt(span, d, answer, usage)
         return result
 
     return attempt
@@ -186,7 +219,11 @@ async def complete(
     retry: RetrySettings = DEFAULT_RETRY,
 ) -> tuple[ChatResult, Deployment]:
     attempt = _timed(
-        observer, lambda d: d.adapter.chat(upstream_call(d, body)), lambda r: r.usage, lambda r: r.rate_limit
+        observer,
+        lambda d: d.adapter.chat(upstream_call(d, body)),
+        lambda r: r.usage,
+        lambda r: r.rate_limit,
+        ("chat", body, lambda r: r.body),
     )
     return await run_plan(plan, log, attempt, observer, hedge, retry)
 
@@ -201,15 +238,25 @@ async def embed(
     attempt = _timed(
         observer,
         lambda d: d.adapter.embeddings(upstream_call(d, body)),
-        lambda r: None,
+        lambda r: r.usage,
         lambda r: r.rate_limit,
+        ("embeddings", body, lambda r: r.body),
     )
     return await run_plan(plan, log, attempt, observer, NO_HEDGE, retry)
 
 
 async def _open_until_content(deployment: Deployment, body: JSON, observer: Any) -> StartedStream:
     started_at = time.monotonic()
-    stream = await deployment.adapter.chat_stream(upstream_call(deployment, body))
+    span = open_attempt(deployment, body, "chat")
+    try:
+        with current(span):
+            stream = await deployment.adapter.chat_stream(upstream_call(deployment, body))
+    except BaseException as error:
+        fail_attempt(span, error)
+        raise
+    answer = AnswerTrace() if span is not None else None
+    if span is not None:
+        span.set_attribute("gateway.time_to_first_byte_ms", (time.monotonic() - started_at) * 1000)
     iterator = stream.__aiter__()
     preamble: list[JSON] = []
     try:
@@ -219,16 +266,22 @@ async def _open_until_content(deployment: Deployment, body: JSON, observer: Any)
             except StopAsyncIteration:
                 break
             preamble.append(chunk)
+            if answer is not None:
+                answer.observe(chunk)
             if carries_content(chunk):
                 break
-    except BaseException:
+    except BaseException as error:
+        fail_attempt(span, error)
         aclose = getattr(iterator, "aclose", None)
         if aclose is not None:
             await aclose()
         await stream.aclose()
         raise
+    first_token_at = time.monotonic()
+    if span is not None:
+        span.set_attribute("gateway.time_to_first_token_ms", (first_token_at - started_at) * 1000)
     return StartedStream(
-        deployment, preamble, iterator, stream.rate_limit, started_at, time.monotonic(), observer
+        deployment, preamble, iterator, stream.rate_limit, started_at, first_token_at, observer, span, answer
     )
 
 

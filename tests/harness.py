@@ -250,7 +250,9 @@ def wait_for(predicate: Any, timeout_s: float = 10.0, interval_s: float = 0.05) 
 class GatewayProcess:
     """`gateway serve` as a real process (for SIGTERM and multi-replica tests)."""
 
-    def __init__(self, config_path: Any, env: dict[str, str], log_path: Any) -> None:
+    def __init__(
+        self, config_path: Any, env: dict[str, str], log_path: Any, extra_args: tuple[str, ...] = ()
+    ) -> None:
         import subprocess
         import sys
 
@@ -270,6 +272,7 @@ class GatewayProcess:
                 str(self.port),
                 "--config",
                 str(config_path),
+                *extra_args,
             ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -304,3 +307,16 @@ class GatewayProcess:
                 self.process.wait(timeout=5)
         self._log.close()
         return int(self.process.returncode)
+
+
+def serve_process(
+    tmp_path: Any, config_yaml: str, env: dict[str, str] | None = None, extra_args: tuple[str, ...] = ()
+) -> GatewayProcess:
+    """`gateway serve` on `config_yaml` with its own SQLite ledger under `tmp_path`, once ready."""
+    config = tmp_path / "gateway.yaml"
+    config.write_text(config_yaml)
+    base = {
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/gateway.db",
+        "GATEWAY_LEDGER_SPOOL_DIR": str(tmp_path / "spool"),
+    }
+    return GatewayProcess(config, {**base, **(env or {})}, tmp_path / "serve.log", extra_args).wait_ready()

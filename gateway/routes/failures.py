@@ -19,6 +19,7 @@ from gateway.auth import Principal
 from gateway.errors import GatewayError, from_all_failed, from_provider_error
 from gateway.records import RequestRecord
 from gateway.runtime import Runtime
+from gateway.telemetry.tracing import child_span
 from providers.errors import ProviderError
 from router_policies.attempts import AllAttemptsFailed, AttemptLog
 from router_policies.deployment import ModelGroup
@@ -61,7 +62,8 @@ async def admit_or_book(
 ) -> None:
     """The key's limits and budget (see `accounts.admit`); a refusal is booked, then raised."""
     try:
-        await admit(request, runtime, principal, group, body)
+        with child_span("gateway.admit", **{"gateway.key_name": principal.name, "gateway.model": group.name}):
+            await admit(request, runtime, principal, group, body)
     except GatewayError as refusal:
         record.status = refusal.status
         record.error = refusal.code or "refused"
