@@ -24,15 +24,11 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
-
-
 def serve(args: argparse.Namespace) -> int:
     settings = Settings()
-    _configure_logging(settings.log_level)
+    from gateway.telemetry.logs import configure_logging
+
+    configure_logging(settings.log_level, args.log_format or settings.log_format)
     path: Path = args.config or settings.config_path or DEMO_CONFIG_PATH
     try:
         config = load_config(path)
@@ -74,6 +70,7 @@ def serve(args: argparse.Namespace) -> int:
         loop="uvloop",
         http="httptools",
         log_level=settings.log_level.lower(),
+        log_config=None,  # uvicorn's loggers go through ours (and so in --log-format)
         access_log=args.access_log,
         timeout_graceful_shutdown=30,
     )
@@ -92,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--host", default="127.0.0.1")
     serve_cmd.add_argument("--port", type=int, default=8080)
     serve_cmd.add_argument("--access-log", action="store_true", help="log every request line")
+    serve_cmd.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=None,
+        help="log lines as text or one JSON object each (default: $GATEWAY_LOG_FORMAT or text)",
+    )
     serve_cmd.set_defaults(handler=serve)
     from gateway.admin.cli import add_commands
 

@@ -19,6 +19,7 @@ class RequestRecord:
     model: str
     created_at: float = field(default_factory=time.time)
     key_id: str | None = None
+    key_name: str | None = None  # for log lines; never the key itself
     deployment: str | None = None
     provider: str | None = None
     attempts: list[dict[str, Any]] = field(default_factory=list)
@@ -35,6 +36,9 @@ class RequestRecord:
     error: str | None = None
     policy: str | None = None
     kind: str = "chat"
+    # Prompt monitoring: set (to the client's messages) only for requests that are kept,
+    # then the answer is added; see gateway.telemetry.prompts.
+    prompt: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -57,7 +57,9 @@ async def chat_completions(request: Request) -> Response:
     plan = runtime.routing.plan(runtime.models, body, principal.name)
     group = plan.groups[0]
     request_id: str = request.state.request_id
-    record = RequestRecord(request_id=request_id, model=group.name, key_id=principal.key_id)
+    record = RequestRecord(
+        request_id=request_id, model=group.name, key_id=principal.key_id, key_name=principal.name
+    )
     record.policy = plan.policy
     record.streamed = bool(body.get("stream"))
     await admit_or_book(request, runtime, principal, group, body, record)

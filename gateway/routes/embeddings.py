@@ -29,7 +29,11 @@ async def embeddings(request: Request) -> Response:
     plan = runtime.routing.plan(runtime.models, body, principal.name)
     group = plan.groups[0]
     record = RequestRecord(
-        request_id=request.state.request_id, model=group.name, key_id=principal.key_id, kind="embeddings"
+        request_id=request.state.request_id,
+        model=group.name,
+        key_id=principal.key_id,
+        key_name=principal.name,
+        kind="embeddings",
     )
     await admit_or_book(request, runtime, principal, group, body, record)
     started_at = time.monotonic()

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CollectorRegistry
 
 from gateway.telemetry.health import HealthProbe
+from gateway.telemetry.logs import RequestLog
 from gateway.telemetry.metrics import RequestMetrics, StateCollector
 
 if TYPE_CHECKING:
@@ -54,7 +55,7 @@ def open_telemetry(runtime: Runtime) -> Telemetry:
         interval_s=runtime.settings.health_interval_s,
     )
     registry.register(StateCollector(lambda: _live_state(runtime, health)))
-    runtime.sinks.append(metrics)
+    runtime.sinks.extend([metrics, RequestLog()])
     health.start()
     runtime.closers.append(health.aclose)
     return Telemetry(registry, metrics, health)
