@@ -39,6 +39,15 @@ def token_counter() -> TokenCounter:
     return TokenCounter()
 
 
+def answer_text(answer: dict[str, Any]) -> str:
+    """The text of a non-streamed chat answer: every choice's message content, joined."""
+    return "".join(
+        str((c.get("message") or {}).get("content") or "")
+        for c in answer.get("choices") or ()
+        if isinstance(c, dict)
+    )
+
+
 def _count(messages: list[Any], completion: str) -> Usage:
     counter = token_counter()
     return Usage(

@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from gateway.routing_config import ModelRoutingConfig, RoutingConfig
+from gateway.telemetry.prompt_config import PromptLogConfig
 from providers.presets import PRESETS
 from providers.quirks import KNOWN_QUIRKS
 
@@ -87,6 +88,7 @@ class GatewayConfig(_Strict):
     providers: list[ProviderConfig] = Field(default_factory=list)
     models: list[ModelConfig] = Field(default_factory=list)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    prompt_log: PromptLogConfig = Field(default_factory=PromptLogConfig)
 
 
 # --------------------------------------------------------------------------- loading

@@ -224,7 +224,7 @@ async def build_runtime(settings: Settings, config: GatewayConfig) -> Runtime:
 
     runtime.routing = await build_routing(settings, config, models, pool, base_urls)
     closers.append(runtime.routing.aclose)
-    from gateway.telemetry import open_telemetry
+    from gateway.telemetry.wiring import open_telemetry
 
     runtime.telemetry = open_telemetry(runtime)
     return runtime

@@ -202,6 +202,8 @@ async def _book(ctx: StreamContext, cancelled: bool, error: str | None) -> None:
     record.cancelled = cancelled
     record.error = error
     record.finish_reason = "error" if error else ("cancelled" if cancelled else ctx.finish_reason)
+    if record.prompt is not None:
+        record.prompt["answer"] = ctx.answer_so_far
     if ctx.segments:
         first, last = ctx.segments[0].started, ctx.segments[-1].started
         record.deployment, record.provider = last.deployment.id, last.deployment.provider

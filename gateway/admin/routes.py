@@ -160,6 +160,8 @@ async def ledger(request: Request) -> Response:
 
 
 def admin_routes() -> list[Route]:
+    from gateway.admin.requests import request_detail  # built on this module's helpers
+
     return [
         Route("/admin/api/keys", create_key, methods=["POST"]),
         Route("/admin/api/keys", list_keys, methods=["GET"]),
@@ -167,4 +169,5 @@ def admin_routes() -> list[Route]:
         Route("/admin/api/keys/{key_id}", revoke_key, methods=["DELETE"]),
         Route("/admin/api/spend", spend_report, methods=["GET"]),
         Route("/admin/api/ledger", ledger, methods=["GET"]),
+        Route("/admin/api/requests/{request_id}", request_detail, methods=["GET"]),
     ]

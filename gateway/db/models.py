@@ -1,4 +1,4 @@
-"""Tables: virtual keys (with their budget and limits) and the request ledger.
+"""Tables: virtual keys (with their budget and limits), the request ledger, and the prompt log.
 
 The ledger is append-only and is the single source of spend: admin reports and the
 budget counters are both sums of its `cost_usd`. Its indexes follow the admin
@@ -70,3 +70,25 @@ class LedgerRow(Base):
         Index("ix_ledger_provider_created", "provider", "created_at"),
         Index("ix_ledger_deployment_created", "deployment", "created_at"),
     )
+
+
+class PromptLogRow(Base):
+    """Prompt monitoring (opt-in): one kept request's bodies, redacted and capped, beside its ledger row.
+
+    Kept apart from the ledger so it can be purged on its own schedule (retention) and
+    so ledger scans never read large bodies.
+    """
+
+    __tablename__ = "prompt_log"
+
+    request_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    key_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    model: Mapped[str] = mapped_column(String(200))
+    messages: Mapped[str | None] = mapped_column(Text, nullable=True)
+    augmented: Mapped[str | None] = mapped_column(Text, nullable=True)
+    answer: Mapped[str | None] = mapped_column(Text, nullable=True)
+    cap_chars: Mapped[int] = mapped_column(Integer)
+    original_chars: Mapped[Any] = mapped_column(JSON, nullable=True)  # body -> length before the cap
+
+    __table_args__ = (Index("ix_prompt_log_created_at", "created_at"),)

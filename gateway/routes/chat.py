@@ -11,7 +11,7 @@ from sse_starlette import EventSourceResponse
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.accounting import estimate_usage, usage_payload
+from gateway.accounting import answer_text, estimate_usage, usage_payload
 from gateway.auth import authenticate
 from gateway.errors import GatewayError
 from gateway.records import RequestRecord
@@ -20,6 +20,7 @@ from gateway.routes.failures import admit_or_book, book_failure
 from gateway.routing import fill_model, wants_metadata
 from gateway.runtime import Runtime
 from gateway.streaming import StreamContext, relay
+from gateway.telemetry.prompts import keep_prompt
 from providers.errors import ProviderError
 from router_policies.attempts import AllAttemptsFailed, AttemptLog
 from router_policies.deployment import ModelGroup
@@ -62,6 +63,7 @@ async def chat_completions(request: Request) -> Response:
     )
     record.policy = plan.policy
     record.streamed = bool(body.get("stream"))
+    record.prompt = keep_prompt(runtime, request, principal, plan, body)
     await admit_or_book(request, runtime, principal, group, body, record)
     meta = wants_metadata(request.headers)
     if body.get("stream"):
@@ -84,12 +86,7 @@ async def _complete(
     answer = result.body
     usage = result.usage
     if usage is None:
-        completion = "".join(
-            str((c.get("message") or {}).get("content") or "")
-            for c in answer.get("choices", [])
-            if isinstance(c, dict)
-        )
-        usage = await estimate_usage(body.get("messages", []), completion)
+        usage = await estimate_usage(body.get("messages", []), answer_text(answer))
     answer["id"] = record.request_id
     answer["model"] = plan.model_of.get(deployment, model)
     answer["provider"] = deployment.provider
@@ -102,6 +99,8 @@ async def _complete(
     record.finish_reason = choices[0].get("finish_reason") if isinstance(choices[0], dict) else None
     record.latency_ms = record.ttft_ms = (time.monotonic() - started_at) * 1000
     record.attempts = [a.as_dict() for a in log.attempts]
+    if record.prompt is not None:
+        record.prompt["answer"] = answer_text(answer)
     runtime.finish(record)
     if meta:
         answer["gateway"] = plan.metadata(log)

@@ -1,5 +1,5 @@
-"""Observability: traces (OpenTelemetry), `/metrics` (Prometheus), request log lines, the prompt log."""
+"""Observability: traces (OpenTelemetry), `/metrics` (Prometheus), request log lines, the prompt log.
 
-from gateway.telemetry.wiring import Telemetry, open_telemetry
-
-__all__ = ["Telemetry", "open_telemetry"]
+`wiring.open_telemetry` builds it all at start-up; nothing is imported here so that the
+config can name `prompt_config` without pulling in the rest.
+"""

@@ -12,6 +12,8 @@ from prometheus_client import CollectorRegistry
 from gateway.telemetry.health import HealthProbe
 from gateway.telemetry.logs import RequestLog
 from gateway.telemetry.metrics import RequestMetrics, StateCollector
+from gateway.telemetry.prompt_log import PromptLogWriter
+from gateway.telemetry.prompts import PromptPolicy
 
 if TYPE_CHECKING:
     from gateway.runtime import Runtime
@@ -22,6 +24,7 @@ class Telemetry:
     registry: CollectorRegistry
     metrics: RequestMetrics
     health: HealthProbe
+    prompts: PromptPolicy
 
 
 def _spool_bytes(directory: Path, tag: str) -> int:
@@ -58,4 +61,15 @@ def open_telemetry(runtime: Runtime) -> Telemetry:
     runtime.sinks.extend([metrics, RequestLog()])
     health.start()
     runtime.closers.append(health.aclose)
-    return Telemetry(registry, metrics, health)
+    prompts = PromptPolicy(runtime.config.prompt_log)
+    if prompts.active and accounts is not None:
+        writer = PromptLogWriter(
+            accounts.engine,
+            prompts,
+            flush_interval_s=runtime.settings.ledger_flush_interval_s,
+            purge_interval_s=runtime.config.prompt_log.purge_interval_s,
+        )
+        writer.start()
+        runtime.sinks.append(writer)
+        runtime.closers.append(writer.aclose)
+    return Telemetry(registry, metrics, health, prompts)
