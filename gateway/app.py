@@ -21,6 +21,7 @@ from starlette.types import ASGIApp
 
 from gateway.accounting import token_counter
 from gateway.accounts import AccountsMiddleware
+from gateway.admin.rag_routes import rag_admin_routes
 from gateway.admin.routes import admin_routes
 from gateway.config import GatewayConfig
 from gateway.errors import GatewayError, error_response
@@ -85,6 +86,7 @@ def create_app(settings: Settings, config: GatewayConfig) -> ASGIApp:
         Route("/health", health, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         *admin_routes(),
+        *rag_admin_routes(),
     ]
     app = Starlette(
         routes=routes,

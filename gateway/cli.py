@@ -1,4 +1,4 @@
-"""The `gateway` command: `gateway serve`, `gateway keys create|list|revoke`, `gateway db upgrade`."""
+"""The `gateway` command: `gateway serve`, `gateway keys create|list|revoke`, `gateway db upgrade`, `gateway rag …`."""
 
 from __future__ import annotations
 
@@ -97,8 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve_cmd.set_defaults(handler=serve)
     from gateway.admin.cli import add_commands
+    from gateway.rag_cli import add_commands as add_rag_commands
 
     add_commands(commands)
+    add_rag_commands(commands)
     return parser
 
 

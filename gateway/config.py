@@ -13,6 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from gateway.retrieval_config import RagConfig, RagRequest
 from gateway.routing_config import ModelRoutingConfig, RoutingConfig
 from gateway.telemetry.prompt_config import PromptLogConfig
 from providers.presets import PRESETS
@@ -82,6 +83,8 @@ class ModelConfig(_Strict):
     # answer as an assistant prefix. Off by default: it only suits models that honour a prefix.
     resume_streams: bool = False
     routing: ModelRoutingConfig = Field(default_factory=ModelRoutingConfig)
+    # Ground every request to this model in a collection (a request's own `rag` overrides fields).
+    rag: RagRequest | None = None
 
 
 class GatewayConfig(_Strict):
@@ -89,6 +92,7 @@ class GatewayConfig(_Strict):
     models: list[ModelConfig] = Field(default_factory=list)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     prompt_log: PromptLogConfig = Field(default_factory=PromptLogConfig)
+    rag: RagConfig = Field(default_factory=RagConfig)
 
 
 # --------------------------------------------------------------------------- loading
@@ -155,6 +159,19 @@ def _cross_check(config: GatewayConfig) -> list[tuple[Path_, str]]:
                         f"unknown provider {deployment.provider!r}; declared: {sorted(providers)}",
                     )
                 )
+    return problems + _rag_cross_check(config, seen_models)
+
+
+def _rag_cross_check(config: GatewayConfig, models: set[str]) -> list[tuple[Path_, str]]:
+    problems: list[tuple[Path_, str]] = []
+    for c, collection in enumerate(config.rag.collections):
+        where: Path_ = ("rag", "collections", c)
+        if collection.embedder == "gateway" and collection.embedding_model not in models:
+            problems.append(((*where, "embedding_model"), "embedder: gateway needs a model of this config"))
+        for part in ("expand", "rerank"):
+            option = getattr(collection, part)
+            if option is not None and option.model not in models:
+                problems.append(((*where, part, "model"), f"unknown model {option.model!r}"))
     return problems
 
 
@@ -193,7 +210,10 @@ def load_config(path: Path) -> GatewayConfig:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read the config file: {exc.strerror}"]) from None
-    return parse_config(text, str(path))
+    config = parse_config(text, str(path))
+    for collection in config.rag.collections:  # seed paths are relative to the config file
+        collection.seed = [p if p.is_absolute() else path.parent / p for p in collection.seed]
+    return config
 
 
 DEMO_CONFIG_PATH = Path(__file__).parent / "demo" / "demo.yaml"

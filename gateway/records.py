@@ -39,6 +39,9 @@ class RequestRecord:
     # Prompt monitoring: set (to the client's messages) only for requests that are kept,
     # then the answer is added; see gateway.telemetry.prompts.
     prompt: dict[str, Any] | None = None
+    # RAG: how long retrieval took, and the chunks put into the prompt ({id, score, source}).
+    retrieval_ms: float | None = None
+    rag_chunks: list[dict[str, Any]] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -87,11 +87,16 @@ def _param(loc: tuple[Any, ...]) -> str:
     return text
 
 
+def validation_error(exc: ValidationError, prefix: tuple[Any, ...] = ()) -> GatewayError:
+    """A 400 naming the first offending field (OpenAI's `param`), under `prefix` for a nested object."""
+    first = exc.errors()[0]
+    param = _param((*prefix, *first["loc"]))
+    return GatewayError(400, f"invalid request: {param}: {first['msg']}", param=param or None)
+
+
 def validate(schema: type[BaseModel], body: JSON) -> None:
-    """Raise a 400 naming the first offending field (OpenAI's `param`)."""
+    """Raise a 400 naming the first offending field."""
     try:
         schema.model_validate(body)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        param = _param(tuple(first["loc"]))
-        raise GatewayError(400, f"invalid request: {param}: {first['msg']}", param=param or None) from None
+        raise validation_error(exc) from None

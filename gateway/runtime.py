@@ -55,6 +55,7 @@ class Runtime:
     resumable_models: frozenset[str] = frozenset()
     routing: Any = None  # gateway.routing.Routing: the router, its state store, the vLLM scraper
     telemetry: Any = None  # gateway.telemetry.Telemetry: metrics registry, health probe, prompt log
+    rag: Any = None  # gateway.retrieval.RagService: the Qdrant store and embedders
 
     def finish(self, record: RequestRecord) -> None:
         """Hand a finished request to every sink; never raises into the response path."""
@@ -227,4 +228,9 @@ async def build_runtime(settings: Settings, config: GatewayConfig) -> Runtime:
     from gateway.telemetry.wiring import open_telemetry
 
     runtime.telemetry = open_telemetry(runtime)
+    from gateway.retrieval import RagService
+
+    runtime.rag = RagService(settings, config, runtime)
+    closers.append(runtime.rag.aclose)
+    await runtime.rag.start()
     return runtime

@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     database_url: str = Field(DEFAULT_DATABASE_URL, validation_alias=_env("DATABASE_URL"))
     redis_url: str | None = Field(None, validation_alias=_env("REDIS_URL"))
     qdrant_url: str | None = Field(None, validation_alias=_env("QDRANT_URL"))
+    qdrant_api_key: SecretStr | None = Field(None, validation_alias=_env("QDRANT_API_KEY"))
+    # Qdrant's embedded local mode keeps RAG collections here when QDRANT_URL is not set.
+    qdrant_path: Path = Field(Path("./data/qdrant"), validation_alias=_env("QDRANT_PATH"))
     admin_key: SecretStr | None = Field(None, validation_alias=_env("GATEWAY_ADMIN_KEY"))
     config_path: Path | None = Field(None, validation_alias=_env("GATEWAY_CONFIG"))
     max_body_bytes: int = Field(10 * 1024 * 1024, gt=0, validation_alias=_env("GATEWAY_MAX_BODY_BYTES"))

@@ -87,6 +87,8 @@ class StreamContext:
     chunks: int = 0  # sent to the client, for the stream's span
     # With `X-Gateway-Metadata: enabled`: the routing explanation, sent in the last chunk.
     gateway_meta: Callable[[], dict[str, Any]] | None = None
+    # Called on the chunk that carries `finish_reason`, with the answer so far (RAG citations).
+    on_finish: Callable[[dict[str, Any], str], None] | None = None
 
     async def on_client_close(self, message: Any) -> None:
         """sse-starlette calls this when the client disconnects.
@@ -129,6 +131,8 @@ class StreamContext:
                     delta.pop("role", None)
             if first.get("finish_reason") is not None:
                 self.finish_reason = first["finish_reason"]
+                if self.on_finish is not None:
+                    self.on_finish(chunk, self.answer_so_far)
                 if len(self.segments) > 1:
                     chunk["resumed"] = self.resumed_marker()
         upstream_usage = chunk.pop("usage", None)

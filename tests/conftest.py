@@ -53,3 +53,14 @@ def gateway() -> Iterator[Callable[..., ServerThread]]:
     yield make
     for server in started:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def local_embedder() -> Iterator[Any]:
+    """The real local embedder, loaded once per session (gateways in this process share the model)."""
+    from rag.embedders import LocalEmbedder
+
+    embedder = LocalEmbedder()
+    embedder.load()
+    yield embedder
+    embedder.close()

@@ -62,6 +62,9 @@ class LedgerRow(Base):
     policy: Mapped[str | None] = mapped_column(String(64), nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     attempt_log: Mapped[Any] = mapped_column(JSON, nullable=True)
+    # RAG: retrieval time and the chunks used ([{id, score, source}]); null without retrieval.
+    retrieval_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    rag_chunks: Mapped[Any] = mapped_column(JSON, nullable=True)
 
     __table_args__ = (
         Index("ix_ledger_created_at", "created_at"),

@@ -59,6 +59,8 @@ def to_row(record: RequestRecord) -> dict[str, Any]:
         "policy": record.policy,
         "error": record.error,
         "attempt_log": record.attempts or None,
+        "retrieval_ms": record.retrieval_ms,
+        "rag_chunks": record.rag_chunks,
     }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -16,6 +17,7 @@ from gateway.auth import authenticate
 from gateway.errors import GatewayError
 from gateway.records import RequestRecord
 from gateway.request_body import ChatCompletionRequest, read_json_object, validate
+from gateway.retrieval import Grounding, ground, rag_request
 from gateway.routes.failures import admit_or_book, book_failure
 from gateway.routing import fill_model, wants_metadata
 from gateway.runtime import Runtime
@@ -28,7 +30,7 @@ from router_policies.executor import complete, start_stream
 from router_policies.router import Plan
 
 # Fields that steer the gateway itself and must not reach an upstream.
-_GATEWAY_FIELDS = ("provider", "models")
+_GATEWAY_FIELDS = ("provider", "models", "rag")
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -57,6 +59,7 @@ async def chat_completions(request: Request) -> Response:
     validate(ChatCompletionRequest, body)
     plan = runtime.routing.plan(runtime.models, body, principal.name)
     group = plan.groups[0]
+    asked = rag_request(runtime, body, group.name)
     request_id: str = request.state.request_id
     record = RequestRecord(
         request_id=request_id, model=group.name, key_id=principal.key_id, key_name=principal.name
@@ -65,14 +68,35 @@ async def chat_completions(request: Request) -> Response:
     record.streamed = bool(body.get("stream"))
     record.prompt = keep_prompt(runtime, request, principal, plan, body)
     await admit_or_book(request, runtime, principal, group, body, record)
-    meta = wants_metadata(request.headers)
+    grounding = None
+    if asked is not None:  # the RAG step: between admission and the upstream
+        grounding = await ground(runtime, asked, body, record, plan.prefs.data_collection == "deny")
+    meta = _metadata(plan, grounding) if wants_metadata(request.headers) else None
     if body.get("stream"):
-        return await _stream(runtime, group.name, plan, body, record, meta)
-    return await _complete(runtime, group.name, plan, body, record, meta)
+        return await _stream(runtime, group.name, plan, body, record, meta, grounding)
+    return await _complete(runtime, group.name, plan, body, record, meta, grounding)
+
+
+def _metadata(plan: Plan, grounding: Grounding | None) -> Callable[[AttemptLog], dict[str, Any]]:
+    """The `gateway` object of `X-Gateway-Metadata`: routing, and retrieval when there was some."""
+
+    def build(log: AttemptLog) -> dict[str, Any]:
+        data = plan.metadata(log)
+        if grounding is not None:
+            data["rag"] = grounding.metadata()
+        return data
+
+    return build
 
 
 async def _complete(
-    runtime: Runtime, model: str, plan: Plan, body: dict[str, Any], record: RequestRecord, meta: bool
+    runtime: Runtime,
+    model: str,
+    plan: Plan,
+    body: dict[str, Any],
+    record: RequestRecord,
+    meta: Callable[[AttemptLog], dict[str, Any]] | None,
+    grounding: Grounding | None,
 ) -> Response:
     started_at = time.monotonic()
     log = AttemptLog()
@@ -102,15 +126,23 @@ async def _complete(
     if record.prompt is not None:
         record.prompt["answer"] = answer_text(answer)
     runtime.finish(record)
-    if meta:
-        answer["gateway"] = plan.metadata(log)
+    if grounding is not None:
+        grounding.cite_answer(answer)
+    if meta is not None:
+        answer["gateway"] = meta(log)
     return Response(
         orjson.dumps(answer), media_type="application/json", headers={"x-gateway-route": log.route_header()}
     )
 
 
 async def _stream(
-    runtime: Runtime, model: str, plan: Plan, body: dict[str, Any], record: RequestRecord, meta: bool
+    runtime: Runtime,
+    model: str,
+    plan: Plan,
+    body: dict[str, Any],
+    record: RequestRecord,
+    meta: Callable[[AttemptLog], dict[str, Any]] | None,
+    grounding: Grounding | None,
 ) -> Response:
     """Wait up to one keep-alive interval for the stream to start before committing to 200.
 
@@ -151,7 +183,8 @@ async def _stream(
         keepalive_s=keepalive_s,
         model_of=plan.model_of,
         observer=runtime.routing.router,
-        gateway_meta=(lambda: plan.metadata(log)) if meta else None,
+        gateway_meta=(lambda: meta(log)) if meta is not None else None,
+        on_finish=grounding.cite_chunk if grounding is not None and grounding.hits else None,
     )
     # Before the stream has started this names the attempt under way ("…;pending").
     headers = {**SSE_HEADERS, "x-gateway-route": log.route_header()}

