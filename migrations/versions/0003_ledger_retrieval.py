@@ -1,7 +1,7 @@
 """Ledger: retrieval time and the chunks a RAG request put into its prompt.
 
-Revision ID: 0002_ledger_retrieval
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 Create Date: 2026-11-29
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002_ledger_retrieval"
-down_revision = "0001"
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
