@@ -26,8 +26,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from gateway.admin.savings import savings
 from gateway.db import make_engine, upgrade
 from gateway.ledger import key_spend, ledger_page, spend
+from gateway.ledger.aggregates import deployment_stats, key_usage, model_tokens, totals
+from gateway.ledger.queries import time_bucket
 
 NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 DAYS = 30
@@ -111,7 +114,30 @@ def queries(engine: Any) -> dict[str, Callable[[], Awaitable[Any]]]:
         "ledger page, key filter": lambda: ledger_page(engine, {"key_id": KEYS[7]}, None, None, 100, None),
         "ledger page 3 via cursor, model filter": third_page,
         "ledger page, status=502 in 1 day": lambda: ledger_page(engine, {"status": 502}, day, end, 100, None),
+        **dashboard_queries(engine, end),
     }
+
+
+def dashboard_queries(engine: Any, end: datetime) -> dict[str, Callable[[], Awaitable[Any]]]:
+    """The aggregates behind the dashboard's endpoints, over a day, a week and the month."""
+    out: dict[str, Callable[[], Awaitable[Any]]] = {}
+    for label, days, bucket in (("24 hours", 1, "hour"), ("7 days", 7, "hour"), ("30 days", DAYS, "day")):
+        start = end - timedelta(days=days, hours=1)
+        slot = time_bucket(engine, bucket).label("slot")
+
+        async def saved(start: datetime = start, slot: Any = slot) -> Any:
+            return savings(await model_tokens(engine, slot, start, end, {}), {})
+
+        out |= {
+            f"summary totals, {label}": lambda s=start: totals(engine, s, end, {}),
+            f"summary totals, {label}, one model": lambda s=start: totals(
+                engine, s, end, {"model": MODELS[2]}
+            ),
+            f"deployments p50/p95/tok/s, {label}": lambda s=start: deployment_stats(engine, s, end, {}),
+            f"key usage + refusals, {label}": lambda s=start: key_usage(engine, s, end, {}),
+            f"savings by {bucket}, {label}": saved,
+        }
+    return out
 
 
 async def time_all(url: str, repeat: int) -> dict[str, dict[str, float]]:

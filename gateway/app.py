@@ -22,6 +22,7 @@ from starlette.types import ASGIApp
 from gateway.accounting import token_counter
 from gateway.accounts import AccountsMiddleware
 from gateway.admin.rag_routes import rag_admin_routes
+from gateway.admin.reports import report_routes
 from gateway.admin.routes import admin_routes
 from gateway.config import GatewayConfig
 from gateway.errors import GatewayError, error_response
@@ -87,6 +88,7 @@ def create_app(settings: Settings, config: GatewayConfig) -> ASGIApp:
         Route("/metrics", metrics, methods=["GET"]),
         *admin_routes(),
         *rag_admin_routes(),
+        *report_routes(),
     ]
     app = Starlette(
         routes=routes,

@@ -1,42 +1,25 @@
 """`/admin/api/*`: virtual keys, spend reports, budget status and the ledger.
 
-Only the admin key gets in (a virtual key gets 403); on an open gateway — no admin
-key, loopback only — the admin API is open too, like everything else there.
+Only the admin key (or a dashboard session) gets in, see `gateway.admin.common`; the
+dashboard's aggregates live in `gateway.admin.reports`.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.accounts import Accounts
-from gateway.auth import authenticate
+from gateway.admin.common import admin_accounts, choice_param, filters, json_response, time_param, window
 from gateway.errors import GatewayError
 from gateway.keys import KeyRecord, KeySpec
 from gateway.ledger import ledger_page, spend
 from gateway.ledger.queries import BUCKETS, FILTERS, GROUPS, iso
 from gateway.request_body import read_json_object
-
-MAX_RANGE = timedelta(days=400)
-
-
-def _json(payload: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(payload), status_code=status, media_type="application/json")
-
-
-def _accounts(request: Request) -> Accounts:
-    runtime = request.app.state.runtime
-    principal = authenticate(request, runtime.settings)
-    if not principal.is_admin and (runtime.settings.auth_enabled or principal.key_id is not None):
-        raise GatewayError(403, "the admin API needs the admin key", code="admin_only")
-    accounts: Accounts = runtime.accounts
-    return accounts
 
 
 class KeyRequest(BaseModel):
@@ -49,7 +32,7 @@ class KeyRequest(BaseModel):
     models: list[str] | None = None
 
 
-async def _with_budget(accounts: Accounts, key: KeyRecord) -> dict[str, Any]:
+async def with_budget(accounts: Accounts, key: KeyRecord) -> dict[str, Any]:
     data = key.public()
     if key.budget_usd is None:
         data["budget"] = None
@@ -66,7 +49,7 @@ async def _with_budget(accounts: Accounts, key: KeyRecord) -> dict[str, Any]:
 
 
 async def create_key(request: Request) -> Response:
-    accounts = _accounts(request)
+    accounts = admin_accounts(request)
     body = await read_json_object(request, 65536)
     try:
         req = KeyRequest.model_validate(body)
@@ -80,83 +63,73 @@ async def create_key(request: Request) -> Response:
     if problems:
         raise GatewayError(400, "; ".join(problems))
     key, secret = await accounts.store.create(spec)
-    return _json({**key.public(), "key": secret}, status=201)
+    return json_response({**key.public(), "key": secret}, status=201)
 
 
 async def list_keys(request: Request) -> Response:
-    accounts = _accounts(request)
+    accounts = admin_accounts(request)
     keys = await accounts.store.list()
-    return _json({"data": [await _with_budget(accounts, k) for k in keys]})
+    return json_response({"data": [await with_budget(accounts, k) for k in keys]})
 
 
 async def get_key(request: Request) -> Response:
-    accounts = _accounts(request)
+    accounts = admin_accounts(request)
     key = await accounts.store.get(request.path_params["key_id"])
     if key is None:
         raise GatewayError(404, "no such key", code="key_not_found")
-    return _json(await _with_budget(accounts, key))
+    return json_response(await with_budget(accounts, key))
 
 
 async def revoke_key(request: Request) -> Response:
-    accounts = _accounts(request)
+    accounts = admin_accounts(request)
     key_id = request.path_params["key_id"]
     if not await accounts.revoke(key_id):
         raise GatewayError(404, f"no live key with id {key_id!r}", code="key_not_found")
-    return _json({"id": key_id, "revoked": True})
-
-
-def _time(request: Request, name: str, default: datetime | None) -> datetime | None:
-    raw = request.query_params.get(name)
-    if not raw:
-        return default
-    try:
-        value = datetime.fromisoformat(raw.replace("Z", "+00:00").replace(" ", "+"))
-    except ValueError:
-        raise GatewayError(400, f"{name} must be an ISO 8601 time, got {raw!r}", param=name) from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def _choice(request: Request, name: str, options: Any, default: str) -> str:
-    value = request.query_params.get(name, default)
-    if value not in options:
-        raise GatewayError(400, f"{name} must be one of {', '.join(options)}", param=name)
-    return value
+    return json_response({"id": key_id, "revoked": True})
 
 
 async def spend_report(request: Request) -> Response:
-    accounts = _accounts(request)
-    group_by = _choice(request, "group_by", tuple(GROUPS), "model")
-    bucket = _choice(request, "bucket", BUCKETS, "day")
-    now = datetime.now(UTC)
-    end = _time(request, "end", now) or now
-    start = _time(request, "start", end - timedelta(days=7)) or end
-    if end <= start or end - start > MAX_RANGE:
-        raise GatewayError(400, "need start < end, at most 400 days apart", param="start")
-    data = await spend(accounts.engine, group_by, bucket, start, end)
-    return _json({"group_by": group_by, "bucket": bucket, "start": iso(start), "end": iso(end), "data": data})
+    accounts = admin_accounts(request)
+    group_by = choice_param(request, "group_by", tuple(GROUPS), "model")
+    bucket = choice_param(request, "bucket", BUCKETS, "day")
+    start, end = window(request)
+    data = await spend(accounts.engine, group_by, bucket, start, end, filters(request))
+    return json_response(
+        {"group_by": group_by, "bucket": bucket, "start": iso(start), "end": iso(end), "data": data}
+    )
+
+
+def ledger_filters(request: Request) -> dict[str, Any]:
+    """The ledger's equality filters: key (`key` or `key_id`), model, provider, deployment, status."""
+    params = request.query_params
+    wanted: dict[str, Any] = {name: params[name] for name in FILTERS if params.get(name)}
+    if params.get("key"):
+        wanted["key_id"] = params["key"]
+    if "status" in wanted:
+        try:
+            wanted["status"] = int(wanted["status"])
+        except ValueError:
+            raise GatewayError(400, "status must be an integer", param="status") from None
+    return wanted
 
 
 async def ledger(request: Request) -> Response:
-    accounts = _accounts(request)
+    accounts = admin_accounts(request)
     params = request.query_params
-    filters: dict[str, Any] = {name: params[name] for name in FILTERS if params.get(name)}
-    if "key" in params:
-        filters["key_id"] = params["key"]
+    wanted = ledger_filters(request)
     try:
-        if "status" in filters:
-            filters["status"] = int(filters["status"])
         limit = min(1000, max(1, int(params.get("limit", 100))))
         page = await ledger_page(
             accounts.engine,
-            filters,
-            _time(request, "start", None),
-            _time(request, "end", None),
+            wanted,
+            time_param(request, "start", None),
+            time_param(request, "end", None),
             limit,
             params.get("cursor"),
         )
     except (ValueError, UnicodeDecodeError):
         raise GatewayError(400, "bad status, limit or cursor") from None
-    return _json(page)
+    return json_response(page)
 
 
 def admin_routes() -> list[Route]:

@@ -11,7 +11,7 @@ import base64
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.db.models import ApiKey, LedgerRow
@@ -22,6 +22,7 @@ GROUPS = {
     "deployment": LedgerRow.deployment,
     "key": LedgerRow.key_id,
 }
+DIMENSIONS = {"key_id": LedgerRow.key_id, "model": LedgerRow.model, "provider": LedgerRow.provider}
 BUCKETS = ("hour", "day")
 _SQLITE_BUCKET = {"hour": "%Y-%m-%dT%H:00:00Z", "day": "%Y-%m-%dT00:00:00Z"}
 
@@ -34,7 +35,7 @@ def iso(value: datetime | None) -> str | None:
     return None if value is None else utc(value).isoformat().replace("+00:00", "Z")
 
 
-def _bucket(engine: AsyncEngine, bucket: str) -> ColumnElement[Any]:
+def time_bucket(engine: AsyncEngine, bucket: str) -> ColumnElement[Any]:
     if engine.dialect.name == "postgresql":
         return func.to_char(
             func.date_trunc(bucket, func.timezone("UTC", LedgerRow.created_at)), 'YYYY-MM-DD"T"HH24":00:00Z"'
@@ -42,21 +43,40 @@ def _bucket(engine: AsyncEngine, bucket: str) -> ColumnElement[Any]:
     return func.strftime(_SQLITE_BUCKET[bucket], LedgerRow.created_at)
 
 
+def bounded(
+    query: Select[Any], start: datetime, end: datetime, filters: dict[str, str] | None
+) -> Select[Any]:
+    """`query` limited to [start, end) and to rows equal to every filter (key_id, model, provider)."""
+    query = query.where(LedgerRow.created_at >= utc(start), LedgerRow.created_at < utc(end))
+    for name, value in (filters or {}).items():
+        query = query.where(DIMENSIONS[name] == value)
+    return query
+
+
 async def spend(
-    engine: AsyncEngine, group_by: str, bucket: str, start: datetime, end: datetime
+    engine: AsyncEngine,
+    group_by: str,
+    bucket: str,
+    start: datetime,
+    end: datetime,
+    filters: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     group = GROUPS[group_by]
-    slot = _bucket(engine, bucket).label("bucket")
+    slot = time_bucket(engine, bucket).label("bucket")
     query = (
-        select(
-            group.label("group"),
-            slot,
-            func.count().label("requests"),
-            func.coalesce(func.sum(LedgerRow.input_tokens), 0),
-            func.coalesce(func.sum(LedgerRow.output_tokens), 0),
-            func.coalesce(func.sum(LedgerRow.cost_usd), 0.0),
+        bounded(
+            select(
+                group.label("group"),
+                slot,
+                func.count().label("requests"),
+                func.coalesce(func.sum(LedgerRow.input_tokens), 0),
+                func.coalesce(func.sum(LedgerRow.output_tokens), 0),
+                func.coalesce(func.sum(LedgerRow.cost_usd), 0.0),
+            ),
+            start,
+            end,
+            filters,
         )
-        .where(LedgerRow.created_at >= utc(start), LedgerRow.created_at < utc(end))
         .group_by(group, slot)
         .order_by(slot, group.asc().nulls_first())
     )
@@ -129,8 +149,17 @@ async def ledger_page(
     async with engine.connect() as connection:
         rows = (await connection.execute(query)).all()
     page = rows[:limit]
-    data = [
-        {c.name: getattr(r, c.name) for c in LedgerRow.__table__.columns} | {"created_at": iso(r.created_at)}
-        for r in page
-    ]
+    data = [row_dict(r) for r in page]
     return {"data": data, "next_cursor": _cursor(page[-1]) if len(rows) > limit else None}
+
+
+def row_dict(row: Any) -> dict[str, Any]:
+    return {c.name: getattr(row, c.name) for c in LedgerRow.__table__.columns} | {
+        "created_at": iso(row.created_at)
+    }
+
+
+async def ledger_row(engine: AsyncEngine, request_id: str) -> dict[str, Any] | None:
+    async with engine.connect() as connection:
+        row = (await connection.execute(select(LedgerRow).where(LedgerRow.request_id == request_id))).first()
+    return None if row is None else row_dict(row)
