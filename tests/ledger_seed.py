@@ -58,8 +58,7 @@ def row(
     return base | values
 
 
-def rows(key_a: str, key_b: str) -> list[dict[str, Any]]:
-    t = T0
+def rows(key_a: str, key_b: str, t: datetime = T0) -> list[dict[str, Any]]:
     return [
         row("gen-1", t, key_a, "p1/m1-up", input_tokens=1000, output_tokens=500, cost_usd=0.002,
             ttft_ms=10.0, latency_ms=110.0, streamed=True),
@@ -74,8 +73,8 @@ def rows(key_a: str, key_b: str) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
-def seed(url: str, extra: list[dict[str, Any]] | None = None) -> tuple[str, str]:
-    """Migrate, create keys `team-a` (budget $1/day) and `team-b`, insert the rows; return the key ids."""
+def seed(url: str, extra: list[dict[str, Any]] | None = None, t0: datetime = T0) -> tuple[str, str]:
+    """Migrate, create keys `team-a` (budget $1/day) and `team-b`, insert the rows from `t0` on; return the key ids."""
 
     async def go() -> tuple[str, str]:
         await asyncio.to_thread(upgrade, url)
@@ -84,8 +83,18 @@ def seed(url: str, extra: list[dict[str, Any]] | None = None) -> tuple[str, str]
         a, _ = await store.create(KeySpec("team-a", budget_usd=1.0, budget_period="day"))
         b, _ = await store.create(KeySpec("team-b"))
         async with engine.begin() as connection:
-            await connection.execute(LedgerRow.__table__.insert(), rows(a.id, b.id) + (extra or []))
+            await connection.execute(LedgerRow.__table__.insert(), rows(a.id, b.id, t0) + (extra or []))
         await engine.dispose()
         return a.id, b.id
 
     return asyncio.run(go())
+
+
+def insert(url: str, data: list[dict[str, Any]]) -> None:
+    async def go() -> None:
+        engine = make_engine(url)
+        async with engine.begin() as connection:
+            await connection.execute(LedgerRow.__table__.insert(), data)
+        await engine.dispose()
+
+    asyncio.run(go())

@@ -91,11 +91,13 @@ def end_session(response: Response) -> None:
     response.delete_cookie(SESSION_COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict")
 
 
-def login_csrf(request: Request, response: Response) -> str:
-    """The login form's CSRF token: the one already in its cookie, or a new one set now."""
-    token = request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(24)
+def login_csrf(request: Request) -> str:
+    """The login form's CSRF token: the one already in its cookie, or a new one."""
+    return request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(24)
+
+
+def set_login_csrf(response: Response, request: Request, token: str) -> None:
     _cookie(response, request, LOGIN_CSRF_COOKIE, token, 3600)
-    return token
 
 
 def login_csrf_ok(request: Request, presented: str | None) -> bool:

@@ -1,0 +1,1 @@
+"""The admin dashboard: server-rendered pages over the admin JSON API, sessions, assets."""
