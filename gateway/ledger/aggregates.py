@@ -109,9 +109,11 @@ async def deployment_stats(
     """
     ok = LedgerRow.status < 400
     generating = LedgerRow.latency_ms - func.coalesce(LedgerRow.ttft_ms, 0.0)
-    counts = bounded(
+    slot = case((and_(ok, LedgerRow.ttft_ms.is_not(None)), _ttft_bucket()), else_=None).label("slot")
+    query = bounded(  # one pass: counts and sums per (deployment, TTFT slot), added up below
         select(
             LedgerRow.deployment,
+            slot,
             func.count(),
             _count(_error),
             func.coalesce(func.sum(case((ok, LedgerRow.output_tokens), else_=0)), 0),
@@ -122,35 +124,29 @@ async def deployment_stats(
         start,
         end,
         filters,
-    ).group_by(LedgerRow.deployment)
-    slot = _ttft_bucket().label("slot")
-    histogram = (
-        bounded(
-            select(LedgerRow.deployment, slot, func.count()).where(
-                LedgerRow.deployment.is_not(None), LedgerRow.ttft_ms.is_not(None), ok
-            ),
-            start,
-            end,
-            filters,
-        )
-        .group_by(LedgerRow.deployment, slot)
-        .order_by(LedgerRow.deployment, slot)
-    )
+    ).group_by(LedgerRow.deployment, slot)
     async with engine.connect() as connection:
-        rows = (await connection.execute(counts)).all()
-        buckets = (await connection.execute(histogram)).all()
+        rows = (await connection.execute(query)).all()
     per: dict[str, list[tuple[float, int]]] = defaultdict(list)
-    for deployment, key, n in buckets:
-        per[deployment].append((int(key) / 10, int(n)))
+    sums: dict[str, list[float]] = defaultdict(lambda: [0, 0, 0, 0.0])
+    for deployment, key, n, errors, tokens, generating_ms in rows:
+        if key is not None:
+            per[deployment].append((int(key) / 10, int(n)))
+        total = sums[deployment]
+        total[0] += int(n)
+        total[1] += int(errors)
+        total[2] += int(tokens)
+        total[3] += float(generating_ms)
     out: dict[str, dict[str, Any]] = {}
-    for deployment, n, errors, tokens, seconds_ms in rows:
+    for deployment, (n, errors, tokens, seconds_ms) in sums.items():
+        histogram = sorted(per[deployment])
         out[deployment] = {
             "requests": int(n),
             "errors": int(errors),
             "error_rate": error_rate(int(errors), int(n), 0),
-            "ttft_p50_ms": percentile(per[deployment], 0.5),
-            "ttft_p95_ms": percentile(per[deployment], 0.95),
-            "tokens_per_s": round(int(tokens) / (float(seconds_ms) / 1000), 3) if seconds_ms else None,
+            "ttft_p50_ms": percentile(histogram, 0.5),
+            "ttft_p95_ms": percentile(histogram, 0.95),
+            "tokens_per_s": round(tokens / (seconds_ms / 1000), 3) if seconds_ms else None,
         }
     return out
 
