@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import httpx
 import pytest
 
 from tests.harness import database_url, service_missing, wait_for
@@ -96,9 +97,8 @@ def test_dashboard_in_chromium(db, chrome, fake, gateway, tmp_path):
 
     t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=26)
     seed(db, t0=t0)  # gen-1..gen-5 26 h ago; gen-6 2 h ago
-    gw = gateway(
-        CONFIG.format(url=fake().url), database_url=db, admin_key=ADMIN, ledger_spool_dir=tmp_path / "s"
-    )
+    config = CONFIG.format(url=fake().url) + "prompt_log:\n  enabled: true\n"
+    gw = gateway(config, database_url=db, admin_key=ADMIN, ledger_spool_dir=tmp_path / "s")
     driver = chrome
 
     # Sign in with the keyboard alone: the key field has focus; Enter submits.
@@ -165,6 +165,24 @@ def test_dashboard_in_chromium(db, chrome, fake, gateway, tmp_path):
     focused.send_keys(Keys.ENTER)
     wait_for(lambda: "/admin/requests/gen-" in driver.current_url, timeout_s=20)
     loaded(driver)
+
+    # A real request, its prompt kept by prompt monitoring, shown on its page.
+    admin = httpx.Client(base_url=gw.url, headers={"authorization": f"Bearer {ADMIN}"}, timeout=30)
+    message = {"role": "user", "content": "hello from the browser test"}
+    request_id = admin.post("/v1/chat/completions", json={"model": "m1", "messages": [message]}).json()["id"]
+    wait_for(
+        lambda: (
+            (r := admin.get(f"/admin/api/requests/{request_id}")).status_code == 200 and r.json()["prompt"]
+        )
+    )
+    driver.get(f"{gw.url}/admin/requests/{request_id}")
+    loaded(driver)
+    assert "hello from the browser test" in text(driver, "#prompt")
+    assert [row.text.split()[2] for row in driver.find_elements(By.CSS_SELECTOR, "#attempts-body tr")] == [
+        "ok"
+    ]
+    screenshot(driver, tmp_path / "request-prompt-1280.png", 1280)
+    driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
 
     # Every control is labelled.
     driver.get(f"{gw.url}/admin")

@@ -1,7 +1,8 @@
-"""`/admin/api/*` aggregates behind the dashboard: totals, savings, deployments, keys, one request.
+"""`/admin/api/*` aggregates behind the dashboard: totals, savings, deployments, keys, CSV export.
 
 Every number the dashboard shows comes from one of these endpoints (or `/spend` and
-`/ledger` in `gateway.admin.routes`), so a script sees exactly what a person sees.
+`/ledger` in `gateway.admin.routes`, one request in `gateway.admin.requests`), so a
+script sees exactly what a person sees.
 Ranges are `start`/`end` (ISO 8601, default the last 7 days); filters `key`, `model`,
 `provider`. Definitions (refused, error rate, percentiles, savings) are in
 `gateway.ledger.aggregates` and `gateway.admin.savings`.
@@ -12,7 +13,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from starlette.requests import Request
@@ -23,10 +24,9 @@ from gateway.admin.common import admin_accounts, choice_param, filters, json_res
 from gateway.admin.routes import ledger_filters, with_budget
 from gateway.admin.savings import savings
 from gateway.db.models import LedgerRow
-from gateway.errors import GatewayError
 from gateway.ledger import ledger_page
 from gateway.ledger.aggregates import deployment_stats, key_usage, model_tokens, totals
-from gateway.ledger.queries import BUCKETS, iso, ledger_row, time_bucket
+from gateway.ledger.queries import BUCKETS, iso, time_bucket
 from gateway.runtime import Runtime
 
 EXPORT_PAGE_ROWS = 1000
@@ -108,23 +108,6 @@ async def keys_usage(request: Request) -> Response:
     return json_response({**_range(start, end), "data": data})
 
 
-async def request_detail(request: Request) -> Response:
-    """One request: its ledger row, its attempts, and the prompt where prompt monitoring kept one."""
-    accounts = admin_accounts(request)
-    runtime: Runtime = request.app.state.runtime
-    request_id = request.path_params["request_id"]
-    row = await ledger_row(accounts.engine, request_id)
-    if row is None:
-        record = runtime.recent.get(request_id)  # finished, not yet written to the ledger
-        if record is None:
-            raise GatewayError(404, f"no request with id {request_id!r}", code="request_not_found")
-        row = record.as_dict()
-        row["created_at"] = iso(datetime.fromtimestamp(record.created_at, UTC))
-        row["attempt_log"] = record.attempts
-    attempts = row.pop("attempt_log", None) or []
-    return json_response({"data": {**row, "attempts": attempts, "prompt": None}})
-
-
 _CSV_COLUMNS = [c.name for c in LedgerRow.__table__.columns if c.name != "attempt_log"]
 
 
@@ -164,6 +147,5 @@ def report_routes() -> list[Route]:
         Route("/admin/api/savings", savings_report, methods=["GET"]),
         Route("/admin/api/deployments", deployments, methods=["GET"]),
         Route("/admin/api/key-usage", keys_usage, methods=["GET"]),
-        Route("/admin/api/requests/{request_id}", request_detail, methods=["GET"]),
         Route("/admin/api/ledger.csv", export_csv, methods=["GET"]),
     ]

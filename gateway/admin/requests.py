@@ -3,7 +3,8 @@
 The ledger row, its attempts (each deployment tried, its outcome and timing) and, when
 prompt monitoring kept it, the stored prompt: the client's messages, the augmented
 prompt, the answer, each redacted and capped (`cap_chars`, and `truncated` giving the
-original length of every body that was cut). Admin key only, like the rest of the API.
+original length of every body that was cut). Admin key or dashboard session, like the rest
+of the API.
 """
 
 from __future__ import annotations
@@ -11,14 +12,14 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.admin.routes import _accounts, _json
+from gateway.admin.common import admin_accounts, json_response
 from gateway.errors import GatewayError
 from gateway.ledger import ledger_page
 from gateway.telemetry.prompt_log import prompt_of
 
 
 async def request_detail(request: Request) -> Response:
-    accounts = _accounts(request)
+    accounts = admin_accounts(request)
     request_id = request.path_params["request_id"]
     page = await ledger_page(accounts.engine, {"request_id": request_id}, None, None, 1, None)
     if not page["data"]:
@@ -29,4 +30,6 @@ async def request_detail(request: Request) -> Response:
         )
     row = page["data"][0]
     attempts = row.pop("attempt_log", None) or []
-    return _json({**row, "attempts": attempts, "prompt": await prompt_of(accounts.engine, request_id)})
+    return json_response(
+        {**row, "attempts": attempts, "prompt": await prompt_of(accounts.engine, request_id)}
+    )

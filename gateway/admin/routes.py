@@ -15,6 +15,7 @@ from starlette.routing import Route
 
 from gateway.accounts import Accounts
 from gateway.admin.common import admin_accounts, choice_param, filters, json_response, time_param, window
+from gateway.admin.requests import request_detail
 from gateway.errors import GatewayError
 from gateway.keys import KeyRecord, KeySpec
 from gateway.ledger import ledger_page, spend
@@ -133,8 +134,6 @@ async def ledger(request: Request) -> Response:
 
 
 def admin_routes() -> list[Route]:
-    from gateway.admin.requests import request_detail  # built on this module's helpers
-
     return [
         Route("/admin/api/keys", create_key, methods=["POST"]),
         Route("/admin/api/keys", list_keys, methods=["GET"]),

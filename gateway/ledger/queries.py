@@ -157,9 +157,3 @@ def row_dict(row: Any) -> dict[str, Any]:
     return {c.name: getattr(row, c.name) for c in LedgerRow.__table__.columns} | {
         "created_at": iso(row.created_at)
     }
-
-
-async def ledger_row(engine: AsyncEngine, request_id: str) -> dict[str, Any] | None:
-    async with engine.connect() as connection:
-        row = (await connection.execute(select(LedgerRow).where(LedgerRow.request_id == request_id))).first()
-    return None if row is None else row_dict(row)

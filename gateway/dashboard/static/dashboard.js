@@ -9,7 +9,12 @@ const timeFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "short", time
 const charts = {};
 
 const $ = (id) => document.getElementById(id);
-const usd = (v) => (v == null ? "–" : (v < 0 ? "-$" : "$") + Math.abs(v).toFixed(Math.abs(v) >= 1 ? 2 : 4));
+function usd(v) {
+  if (v == null) return "–";
+  const a = Math.abs(v);
+  const digits = a >= 1 ? a.toFixed(2) : a >= 0.001 || a === 0 ? a.toFixed(4) : a.toPrecision(2);
+  return (v < 0 ? "-$" : "$") + digits;
+}
 const num = (v) => (v == null ? "–" : Number(v).toLocaleString());
 const pct = (v) => (v == null ? "–" : (100 * v).toFixed(1) + "%");
 const ms = (v) => (v == null ? "–" : Number(v).toFixed(1) + " ms");
@@ -247,26 +252,37 @@ function field(list, name, value) {
   list.append(dt, dd);
 }
 
+const PROMPT_PARTS = [["messages", "Prompt, as the client sent it"], ["augmented", "Prompt as sent upstream (augmented)"],
+  ["answer", "Answer"]];
+
+function pretty(text) {
+  try { return JSON.stringify(JSON.parse(text), null, 2); } catch (error) { return String(text); }
+}
+
 function renderPrompt(prompt) {
   const box = $("prompt");
   if (prompt == null) {
     box.textContent = "Not stored: prompt monitoring did not keep this request's prompt.";
     return;
   }
-  const parts = typeof prompt === "object" ? Object.entries(prompt) : [["prompt", prompt]];
-  box.replaceChildren(...parts.flatMap(([name, value]) => {
+  const parts = PROMPT_PARTS.filter(([name]) => prompt[name] != null).flatMap(([name, title]) => {
     const h = document.createElement("h3");
-    h.textContent = name.replaceAll("_", " ");
+    h.textContent = title;
     const pre = document.createElement("pre");
-    pre.textContent = typeof value === "string" ? value : JSON.stringify(value, null, 2);
-    return [h, pre];
-  }));
+    pre.textContent = pretty(prompt[name]);
+    const cut = prompt.truncated && prompt.truncated[name];
+    const note = document.createElement("p");
+    note.className = "hint";
+    note.textContent = cut ? `Cut to ${num(prompt.cap_chars)} of ${num(cut)} characters.` : "";
+    return cut ? [h, pre, note] : [h, pre];
+  });
+  box.replaceChildren(...parts);
 }
 
 async function requestPage() {
   const id = $("request").dataset.requestId;
   try {
-    const r = (await api("/admin/api/requests/" + encodeURIComponent(id))).data;
+    const r = await api("/admin/api/requests/" + encodeURIComponent(id));
     const list = $("fields");
     list.replaceChildren();
     field(list, "Time", when(r.created_at));
