@@ -114,3 +114,13 @@ def test_open_gateway_opens_the_dashboard_with_a_banner(fake, gateway, tmp_path)
     assert script.status_code == 200 and "javascript" in script.headers["content-type"]
     assert browser.get("/admin/vendor/chart.umd.min.js").status_code == 200  # installed by make setup
     assert browser.get("/admin/assets/nope.js").status_code == 404
+
+
+def test_without_the_chart_library_the_page_says_so(fake, gateway, tmp_path, monkeypatch):
+    from gateway.dashboard import pages
+
+    monkeypatch.setattr(pages, "CHART_DIR", tmp_path / "not-installed")
+    browser = _gateway(gateway, fake, tmp_path, admin_key=None)
+    page = browser.get("/admin").text
+    assert "chart library is missing" in page and "/admin/vendor/" not in page
+    assert 'id="total-cost"' in page  # everything else is still there
