@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.admin.routes import _accounts, _json
+from gateway.admin.common import admin_accounts, json_response
 from gateway.errors import GatewayError
 from gateway.request_body import read_json_object, validation_error
 from gateway.retrieval import RagService
@@ -39,7 +39,7 @@ class IngestRequest(BaseModel):
 
 
 def _service(request: Request) -> RagService:
-    _accounts(request)  # admin only
+    admin_accounts(request)  # admin only
     service: RagService = request.app.state.runtime.rag
     return service
 
@@ -64,13 +64,13 @@ async def ingest_documents(request: Request) -> Response:
         raise GatewayError(409, str(exc), code="rag_embedder_mismatch") from None
     except RagError as exc:
         raise GatewayError(502, str(exc), code="rag_unavailable") from None
-    return _json(report.as_dict())
+    return json_response(report.as_dict())
 
 
 async def list_collections(request: Request) -> Response:
     service = _service(request)
     try:
-        return _json({"data": await (await service.store()).collections()})
+        return json_response({"data": await (await service.store()).collections()})
     except RagError as exc:
         raise GatewayError(502, str(exc), code="rag_unavailable") from None
 
