@@ -65,7 +65,9 @@ def load_sqlite(path: Path, n: int) -> str:
     fmt = "%Y-%m-%d %H:%M:%S.%f"  # SQLAlchemy's storage format for DateTime in SQLite
     rows = ((r[0], r[1].strftime(fmt), *r[2:]) for r in generate(n))
     with conn:
-        conn.executemany(f"INSERT INTO ledger VALUES ({','.join('?' * len(COLUMNS))})", rows)
+        conn.executemany(
+            f"INSERT INTO ledger ({','.join(COLUMNS)}) VALUES ({','.join('?' * len(COLUMNS))})", rows
+        )
     conn.execute("ANALYZE")
     conn.close()
     return url

@@ -53,7 +53,7 @@ def row(
         "deployment": deployment, "provider": deployment.partition("/")[0] if deployment else None,
         "attempts": 1 if deployment else 0, "input_tokens": 0, "output_tokens": 0, "usage_estimated": False,
         "cost_usd": 0.0, "latency_ms": 0.0, "ttft_ms": None, "status": 200, "finish_reason": "stop",
-        "streamed": False, "cancelled": False, "policy": "balanced", "error": None, "attempt_log": None,
+        "streamed": False, "cancelled": False, "policy": "balanced", "error": None, "attempt_log": None, "retrieval_ms": None, "rag_chunks": None,
     }  # fmt: skip
     return base | values
 
@@ -61,7 +61,8 @@ def row(
 def rows(key_a: str, key_b: str, t: datetime = T0) -> list[dict[str, Any]]:
     return [
         row("gen-1", t, key_a, "p1/m1-up", input_tokens=1000, output_tokens=500, cost_usd=0.002,
-            ttft_ms=10.0, latency_ms=110.0, streamed=True),
+            ttft_ms=10.0, latency_ms=110.0, streamed=True, retrieval_ms=15.0,
+            rag_chunks=[{"id": "doc-1#0", "score": 0.9}]),
         row("gen-2", t + timedelta(minutes=10), key_a, "p2/m1-up", input_tokens=2000, output_tokens=1000,
             cost_usd=0.012, ttft_ms=30.0, latency_ms=530.0, attempts=2, attempt_log=FAILOVER),
         row("gen-3", t + timedelta(minutes=20), None, "p1/m1-up", input_tokens=100, status=502,

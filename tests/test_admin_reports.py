@@ -39,7 +39,7 @@ def test_summary_totals_and_filters(db, fake, gateway, tmp_path):
     assert day1["start"] == DAY1["start"] and day1["end"] == DAY1["end"]
     assert day1["data"] == {
         "requests": 5, "refused": 2, "errors": 1, "error_rate": round(1 / 3, 6), "input_tokens": 3100,
-        "output_tokens": 1500, "cost_usd": 0.014, "streamed": 1, "cancelled": 0,
+        "output_tokens": 1500, "cost_usd": 0.014, "streamed": 1, "cancelled": 0, "rag_requests": 1,
     }  # fmt: skip
     p2 = admin.get("/admin/api/summary", params={**DAY1, "provider": "p2", "model": "m1"}).json()["data"]
     assert (p2["requests"], p2["cost_usd"]) == (1, 0.012)

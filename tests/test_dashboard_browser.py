@@ -124,6 +124,7 @@ def test_dashboard_in_chromium(db, chrome, fake, gateway, tmp_path):
     loaded(driver, shown)
     assert (value(driver, "#total-cost"), text(driver, "#total-cost")) == ("0.017", "$0.0170")
     assert (value(driver, "#total-requests"), value(driver, "#total-refused")) == ("6", "2")
+    assert value(driver, "#total-rag") == "1"  # gen-1 went through retrieval
     assert value(driver, "#total-error-rate") == "0.25"  # one error in the 4 requests not refused
     assert value(driver, "#saved-dearest") == "0.01"  # 0.027 at p2's prices, 0.017 paid
     assert "team-a" in text(driver, "#keys-body") and "1 / 0 / 1" in text(driver, "#keys-body")

@@ -7,7 +7,8 @@ small however many rows the range holds.
 Definitions used throughout:
 - *refused*: a key's limits turned the request away (402, 403 or 429 with no attempt);
 - *error*: any other status of 400 or more;
-- *error rate*: errors / (requests - refused).
+- *error rate*: errors / (requests - refused);
+- *RAG requests*: requests whose prompt went through retrieval (`retrieval_ms` is set).
 
 Latency percentiles are computed from a histogram built in SQL (`_ttft_bucket`: 0.1 ms
 steps under 100 ms, 1 ms under 1 s, 10 ms under 10 s, 100 ms above), so both SQLite
@@ -54,13 +55,16 @@ async def totals(
             func.coalesce(func.sum(LedgerRow.cost_usd), 0.0),
             _count(LedgerRow.streamed.is_(True)),
             _count(LedgerRow.cancelled.is_(True)),
+            _count(LedgerRow.retrieval_ms.is_not(None)),
         ),
         start,
         end,
         filters,
     )
     async with engine.connect() as connection:
-        n, refused, errors, tin, tout, cost, streamed, cancelled = (await connection.execute(query)).one()
+        n, refused, errors, tin, tout, cost, streamed, cancelled, rag = (
+            await connection.execute(query)
+        ).one()
     return {
         "requests": int(n),
         "refused": int(refused),
@@ -71,6 +75,7 @@ async def totals(
         "cost_usd": round(float(cost), 10),
         "streamed": int(streamed),
         "cancelled": int(cancelled),
+        "rag_requests": int(rag),
     }
 
 

@@ -6,6 +6,8 @@ const REFRESH_MS = 10000;
 const RANGES = { "1h": 3600e3, "24h": 86400e3, "7d": 7 * 86400e3, "30d": 30 * 86400e3 };
 const COLORS = ["#0a58ca", "#e8590c", "#2f9e44", "#9c36b5", "#c92a2a", "#1098ad", "#f08c00", "#5c7cfa", "#868e96"];
 const timeFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "short", timeStyle: "medium" });
+const hourFormat = new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric", hour: "numeric" });
+const dayFormat = new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric", timeZone: "UTC" });
 const charts = {};
 
 const $ = (id) => document.getElementById(id);
@@ -79,7 +81,7 @@ function query() {
 }
 
 function bucketFor(params) {
-  return new Date(params.end) - new Date(params.start) > 7 * 86400e3 ? "day" : "hour";
+  return new Date(params.end) - new Date(params.start) > 2 * 86400e3 ? "day" : "hour";
 }
 
 function remember() {
@@ -118,37 +120,54 @@ function renderTotals(t) {
   setValue("total-output", t.output_tokens, num(t.output_tokens));
   setValue("total-error-rate", t.error_rate, pct(t.error_rate));
   setValue("total-refused", t.refused, num(t.refused));
+  setValue("total-rag", t.rag_requests, num(t.rag_requests));
 }
 
-function renderSpend(rows, groupBy) {
-  const buckets = [...new Set(rows.map((r) => r.bucket))].sort();
-  const groups = [...new Set(rows.map((r) => r.group ?? "(none)"))];
+let slotFormat = hourFormat;
+const slotLabel = (iso) => slotFormat.format(new Date(iso));
+
+/* Every bucket of the range, in the API's UTC form, so quiet hours show as gaps, not as nothing. */
+function slots(params, bucket) {
+  const step = bucket === "day" ? 86400e3 : 3600e3;
+  const first = Math.floor(new Date(params.start).getTime() / step) * step;
+  const out = [];
+  for (let t = first; t < new Date(params.end).getTime() && out.length < 2000; t += step) {
+    out.push(new Date(t).toISOString().replace(".000Z", "Z"));
+  }
+  return out;
+}
+
+function renderSpend(rows, groupBy, buckets) {
+  const name = (r) => r.group ?? "(none)";
+  const spent = new Map();
+  for (const r of rows) spent.set(name(r), (spent.get(name(r)) || 0) + r.cost_usd);
+  const groups = [...spent.keys()].filter((g) => spent.get(g) > 0);
   const datasets = groups.map((g, i) => ({
     label: g,
     backgroundColor: COLORS[i % COLORS.length],
-    data: buckets.map((b) => rows.filter((r) => r.bucket === b && (r.group ?? "(none)") === g)
-      .reduce((sum, r) => sum + r.cost_usd, 0)),
+    data: buckets.map((b) => rows.filter((r) => r.bucket === b && name(r) === g).reduce((sum, r) => sum + r.cost_usd, 0)),
   }));
   $("spend-chart").setAttribute("aria-label", `Spend over time, stacked by ${groupBy}: ${groups.join(", ") || "no spend"}`);
   drawChart("spend-chart", {
     type: "bar",
-    data: { labels: buckets.map(when), datasets },
+    data: { labels: buckets.map(slotLabel), datasets },
     options: { scales: { x: { stacked: true }, y: { stacked: true, ticks: { callback: (v) => usd(v) } } } },
   });
 }
 
-function renderSavings(report) {
+function renderSavings(report, buckets) {
   const t = report.total;
   setValue("saved-actual", t.actual_usd, usd(t.actual_usd));
   const dearest = t.saved_vs_most_expensive_pct == null ? "" : ` (${t.saved_vs_most_expensive_pct.toFixed(1)}%)`;
   setValue("saved-dearest", t.saved_vs_most_expensive_usd, usd(t.saved_vs_most_expensive_usd) + dearest);
   const cheapest = t.extra_vs_cheapest_up_pct == null ? "" : ` (${t.extra_vs_cheapest_up_pct.toFixed(1)}%)`;
   setValue("saved-cheapest", t.extra_vs_cheapest_up_usd, usd(t.extra_vs_cheapest_up_usd) + cheapest);
-  const line = (label, key, color) => ({ label, borderColor: color, backgroundColor: color,
-    data: report.data.map((r) => r[key]) });
+  const byBucket = new Map(report.data.map((r) => [r.bucket, r]));
+  const line = (label, key, color) => ({ label, borderColor: color, backgroundColor: color, pointRadius: 0,
+    data: buckets.map((b) => (byBucket.has(b) ? byBucket.get(b)[key] : 0)) });
   drawChart("savings-chart", {
     type: "line",
-    data: { labels: report.data.map((r) => when(r.bucket)), datasets: [
+    data: { labels: buckets.map(slotLabel), datasets: [
       line("Actual", "actual_usd", COLORS[0]), line("Most expensive", "most_expensive_usd", COLORS[4]),
       line("Cheapest up", "cheapest_up_usd", COLORS[2])] },
     options: { scales: { y: { ticks: { callback: (v) => usd(v) } } } },
@@ -217,8 +236,11 @@ async function refresh() {
       api("/admin/api/ledger", { ...params, limit: 20 }),
     ]);
     renderTotals(summary.data);
-    renderSpend(spend.data, stack);
-    renderSavings(saved);
+    const buckets = slots(params, bucket);
+    slotFormat = bucket === "day" ? dayFormat : hourFormat;
+    $("bucket-note").textContent = bucket === "day" ? "One bar per UTC day." : "One bar per hour, in your time zone.";
+    renderSpend(spend.data, stack, buckets);
+    renderSavings(saved, buckets);
     renderKeys(keys.data);
     renderDeployments(deployments.data);
     renderRecent(recent.data);
@@ -298,6 +320,10 @@ async function requestPage() {
     field(list, "Streamed", r.streamed ? (r.cancelled ? "yes, cancelled by the client" : "yes") : "no");
     field(list, "Routing policy", r.policy || "–");
     if (r.error) field(list, "Error", r.error);
+    if (r.retrieval_ms != null) {
+      const chunks = Array.isArray(r.rag_chunks) ? r.rag_chunks.length : 0;
+      field(list, "Retrieval (RAG)", `${ms(r.retrieval_ms)}, ${chunks} chunk${chunks === 1 ? "" : "s"} added to the prompt`);
+    }
     fillRows($("attempts-body"), r.attempts.map((a, i) => {
       const tr = document.createElement("tr");
       tr.append(cell(String(i + 1)), cell(a.deployment + (a.hedge ? " (hedge)" : "")),
