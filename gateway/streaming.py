@@ -12,14 +12,21 @@ that point becomes one final chunk with a top-level `error` and
 `APIError`), then `[DONE]` — unless the model allows resuming, in which case the
 answer so far is sent to the next deployment as an assistant prefix and the client
 sees one uninterrupted answer. Each upstream that produced content is a `Segment`,
-booked separately and summed.
+booked separately and summed. A stream that breaks once a tool call has begun is
+never resumed: another deployment cannot be trusted to finish the same call's
+arguments, so the client gets the partial call, then the error chunk.
+
+`events` yields the chunks as dicts (None for a keep-alive) so that other API
+shapes (Responses, Anthropic Messages) translate the same relay; `relay` encodes
+them as OpenAI's SSE.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +59,7 @@ class Segment:
     model: str  # the model name the client sees: a `models[]` fallback may answer
     prefix: str = ""  # what earlier segments had already said
     text: list[str] = field(default_factory=list)
+    tool_arguments: list[str] = field(default_factory=list)  # counted for usage, never a prefix
     usage: Usage | None = None
     upstream_usage: dict[str, Any] | None = None
 
@@ -59,7 +67,7 @@ class Segment:
         if self.usage is not None:
             return self.usage
         prompt = [*messages, {"role": "assistant", "content": self.prefix}] if self.prefix else messages
-        return await estimate_usage(prompt, "".join(self.text))
+        return await estimate_usage(prompt, "".join(self.text) + "".join(self.tool_arguments))
 
 
 @dataclass(slots=True)
@@ -85,6 +93,7 @@ class StreamContext:
     segments: list[Segment] = field(default_factory=list)
     finish_reason: str | None = None
     chunks: int = 0  # sent to the client, for the stream's span
+    in_tool_call: bool = False  # a tool call has begun: a break is not resumed
     # With `X-Gateway-Metadata: enabled`: the routing explanation, sent in the last chunk.
     gateway_meta: Callable[[], dict[str, Any]] | None = None
     # Called on the chunk that carries `finish_reason`, with the answer so far (RAG citations).
@@ -116,7 +125,7 @@ class StreamContext:
             "provider": provider,
         }
 
-    def rewrite(self, chunk: dict[str, Any], segment: Segment) -> bytes | None:
+    def rewrite(self, chunk: dict[str, Any], segment: Segment) -> dict[str, Any] | None:
         chunk["id"] = self.request_id
         chunk["model"] = segment.model
         chunk["provider"] = segment.started.deployment.provider
@@ -127,6 +136,9 @@ class StreamContext:
             if isinstance(delta, dict):
                 if isinstance(delta.get("content"), str):
                     segment.text.append(delta["content"])
+                if delta.get("tool_calls"):
+                    self.in_tool_call = True
+                    segment.tool_arguments += _argument_fragments(delta["tool_calls"])
                 if segment.prefix:  # a resumed answer: the client already has its role chunk
                     delta.pop("role", None)
             if first.get("finish_reason") is not None:
@@ -142,7 +154,7 @@ class StreamContext:
                 segment.usage, segment.upstream_usage = usage, upstream_usage
         if not choices:
             return None  # usage-only chunk: one is sent at the end, in `usage_chunk`
-        return encode(chunk)
+        return chunk
 
     def resumed_marker(self) -> dict[str, Any]:
         return {
@@ -150,7 +162,7 @@ class StreamContext:
             "after_chars": [len(s.prefix) for s in self.segments[1:]],
         }
 
-    async def usage_chunk(self) -> bytes:
+    async def usage_chunk(self) -> dict[str, Any]:
         """OpenAI's final usage chunk (empty `choices`): all segments summed, with `cost`."""
         usages = [await s.settled_usage(self.body.get("messages", [])) for s in self.segments]
         for segment, usage in zip(self.segments, usages, strict=True):
@@ -174,21 +186,26 @@ class StreamContext:
             chunk["gateway"] = self.gateway_meta()
         if len(self.segments) > 1:
             chunk["resumed"] = self.resumed_marker()
-        return encode(chunk)
+        return chunk
 
-    def error_chunk(self, error: ProviderError) -> bytes:
+    def error_chunk(self, error: ProviderError) -> dict[str, Any]:
         provider = error.provider or (self.segments[-1].started.deployment.provider if self.segments else "")
-        return encode(
-            {
-                **self._envelope(provider),
-                "error": {
-                    "code": 504 if isinstance(error, UpstreamTimeout) else 502,
-                    "message": f"the upstream stream broke: {error}",
-                    "metadata": {"error_type": error.error_type, "provider": provider},
-                },
-                "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": "error"}],
-            }
-        )
+        return {
+            **self._envelope(provider),
+            "error": {
+                "code": 504 if isinstance(error, UpstreamTimeout) else 502,
+                "message": f"the upstream stream broke: {error}",
+                "metadata": {"error_type": error.error_type, "provider": provider},
+            },
+            "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": "error"}],
+        }
+
+    def meta_chunk(self) -> dict[str, Any] | None:
+        """The routing explanation in a chunk of its own, when asked for and no usage chunk carries it."""
+        if self.gateway_meta is None:
+            return None
+        provider = self.segments[-1].started.deployment.provider
+        return {**self._envelope(provider), "choices": [], "gateway": self.gateway_meta()}
 
     def continuation(self) -> tuple[list[Deployment], dict[str, Any], str]:
         """The deployments not yet used, the body asking them to continue, and the answer so far."""
@@ -228,7 +245,16 @@ class _ClientGone(Exception):
     """The client disconnected: stop reading the upstream now."""
 
 
-async def _relay_segment(ctx: StreamContext, segment: Segment) -> AsyncIterator[bytes]:
+def _argument_fragments(calls: Any) -> list[str]:
+    out: list[str] = []
+    for call in calls if isinstance(calls, list) else ():
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict) and isinstance(function.get("arguments"), str):
+            out.append(function["arguments"])
+    return out
+
+
+async def _relay_segment(ctx: StreamContext, segment: Segment) -> AsyncIterator[dict[str, Any]]:
     for chunk in segment.started.preamble:
         out = ctx.rewrite(chunk, segment)
         if out is not None:
@@ -244,16 +270,27 @@ async def _relay_segment(ctx: StreamContext, segment: Segment) -> AsyncIterator[
 
 
 async def relay(ctx: StreamContext, opening: asyncio.Future[StartedStream]) -> AsyncIterator[bytes]:
-    """The SSE body: keep the client informed until the stream starts, then relay it.
+    """The SSE body in OpenAI's shape: every event encoded, then `[DONE]`."""
+    async with aclosing(events(ctx, opening)) as chunks:
+        async for chunk in chunks:
+            yield KEEP_ALIVE if chunk is None else encode(chunk)
+    yield DONE
 
-    Keep-alive comments are sent only while waiting for the first token, by this
-    generator itself, so none can ever follow `[DONE]`.
+
+async def events(
+    ctx: StreamContext, opening: asyncio.Future[StartedStream]
+) -> AsyncGenerator[dict[str, Any] | None]:
+    """Keep the client informed until the stream starts (None: a keep-alive), then relay it.
+
+    Keep-alives are yielded only while waiting for the first token, so none can ever
+    follow the end. The stream is over when this generator is; callers close it
+    (`aclosing`) so a disconnect closes the upstream at once.
     """
     cancelled, error = True, None
     span = start_stream_span()
     try:
         while not opening.done():
-            yield KEEP_ALIVE
+            yield None
             await asyncio.wait({opening}, timeout=ctx.keepalive_s)
         try:
             ctx.segments.append(ctx.segment_for(opening.result()))
@@ -262,7 +299,6 @@ async def relay(ctx: StreamContext, opening: asyncio.Future[StartedStream]) -> A
             last = last or ProviderError("no deployment could serve the request")
             cancelled, error = False, last.error_type
             yield ctx.error_chunk(last)
-            yield DONE
             return
         while True:
             try:
@@ -272,19 +308,15 @@ async def relay(ctx: StreamContext, opening: asyncio.Future[StartedStream]) -> A
             except _ClientGone:
                 return  # `cancelled` is still True: the finally closes the upstream and books it
             except ProviderError as failure:
-                resumed = await _resume(ctx) if ctx.resume else None
+                resumed = await _resume(ctx) if ctx.resume and not ctx.in_tool_call else None
                 if resumed is None:
                     cancelled, error = False, failure.error_type
                     yield ctx.error_chunk(failure)
-                    yield DONE
                     return
-        if ctx.client_wants_usage:
-            yield await ctx.usage_chunk()
-        elif ctx.gateway_meta is not None:
-            provider = ctx.segments[-1].started.deployment.provider
-            yield encode({**ctx._envelope(provider), "choices": [], "gateway": ctx.gateway_meta()})
+        final = await ctx.usage_chunk() if ctx.client_wants_usage else ctx.meta_chunk()
+        if final is not None:
+            yield final
         cancelled = False
-        yield DONE
     finally:
         with anyio.CancelScope(shield=True):  # a disconnect must still close the upstream
             for segment in ctx.segments:

@@ -53,6 +53,11 @@ class TokenCounter:
                 value = message.get(key)
                 if isinstance(value, str):
                     total += self.text(value)
-                elif isinstance(value, list):  # content parts: count their text
+                elif isinstance(value, list):  # content parts: their text; images are not text
                     total += sum(self.text(p.get("text", "")) for p in value if isinstance(p, dict))
+            for call in message.get("tool_calls") or ():
+                function = call.get("function") if isinstance(call, dict) else None
+                if isinstance(function, dict):
+                    total += self.text(str(function.get("name") or ""))
+                    total += self.text(str(function.get("arguments") or ""))
         return total

@@ -6,6 +6,10 @@ deployment failed which rule. `Candidate` then carries what the policies score: 
 blended price, the rolling stats, the load (in-flight against `max_concurrency`, a
 self-hosted server's queue and KV cache, the upstream's remaining rate limit) and
 whether the breaker lets a request through.
+
+Images are a capability, not a field: a request with image parts sends the
+pseudo-parameter `vision`, and a deployment that declares its parameters without
+it is never sent images (one that declares nothing is, unless `require_parameters`).
 """
 
 from __future__ import annotations
@@ -49,8 +53,28 @@ def named_in(d: Deployment, listed: Iterable[str]) -> bool:
     return any(x in (provider, ident) for x in listed)
 
 
+# The pseudo-parameter a request with image content parts sends; deployments declare it.
+VISION = "vision"
+_IMAGE_PARTS = frozenset({"image_url", "input_image", "image"})
+
+
+def has_images(messages: object) -> bool:
+    """True when any message carries an image content part (a URL or a `data:` URI)."""
+    if not isinstance(messages, list):
+        return False
+    for message in messages:
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, list) and any(
+            isinstance(part, dict) and part.get("type") in _IMAGE_PARTS for part in content
+        ):
+            return True
+    return False
+
+
 def sent_parameters(body: dict[str, object]) -> frozenset[str]:
-    return frozenset(body) - CORE_FIELDS
+    """The body's non-core fields, plus `vision` when it carries images."""
+    sent = frozenset(body) - CORE_FIELDS
+    return sent | {VISION} if has_images(body.get("messages")) else sent
 
 
 def exclusion(d: Deployment, prefs: ProviderPrefs, sent: frozenset[str]) -> str | None:
@@ -63,6 +87,9 @@ def exclusion(d: Deployment, prefs: ProviderPrefs, sent: frozenset[str]) -> str 
         return "not in provider.order and allow_fallbacks is false"
     if prefs.data_collection == "deny" and not (d.self_hosted or d.data_collection == "deny"):
         return "may keep data (data_collection: deny asked)"
+    declared = d.supported_parameters
+    if VISION in sent and declared is not None and VISION not in declared:
+        return "declares its parameters without vision (the request has images)"
     if prefs.require_parameters and sent:
         missing = sorted(sent - (d.supported_parameters or frozenset()))
         if missing:

@@ -10,9 +10,9 @@ from starlette.responses import Response
 
 from gateway.accounting import usage_payload
 from gateway.auth import authenticate
+from gateway.pipeline import upstream_body
 from gateway.records import RequestRecord
 from gateway.request_body import EmbeddingsRequest, read_json_object, validate
-from gateway.routes.chat import upstream_body
 from gateway.routes.failures import admit_or_book, book_failure
 from gateway.runtime import Runtime
 from providers.errors import ProviderError

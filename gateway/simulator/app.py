@@ -44,10 +44,12 @@ from gateway.simulator.content import (
     encode_base64,
     last_user_text,
     prompt_tokens,
+    split_chunks,
 )
 from gateway.simulator.flavours import get_flavour
 from gateway.simulator.records import RecordedRequest, StreamRecord
 from gateway.simulator.streaming import stream_reply
+from gateway.simulator.structured import json_answer, tool_calls
 from gateway.simulator.wire import JSON, Reply
 
 DEFAULT_EMBEDDING_MODEL = "text-embedding-3-small"
@@ -254,12 +256,23 @@ class Simulator:
 
     def _reply(self, body: JSON, messages: list[Any], model: str, behaviour: Behaviour) -> Reply:
         reply_id, tag = self._flavour.new_ids()
-        chunks = answer_chunks(self.name, messages, behaviour.content, behaviour.completion_tokens)
-        usage = None if behaviour.omit_usage else self._flavour.usage(prompt_tokens(messages), len(chunks))
+        prompt = last_user_text(messages)
+        content = behaviour.content
+        if content is None:
+            content = json_answer(body.get("response_format"), f"{self.name} on {prompt}".strip())
+        chunks = answer_chunks(self.name, messages, content, behaviour.completion_tokens)
+        calls = tool_calls(behaviour.tool_calls, reply_id) if behaviour.tool_calls else None
+        if calls and behaviour.content is None:
+            chunks = []  # an answer that calls tools says nothing else unless told to
+        argument_tokens = sum(len(split_chunks(c["function"]["arguments"])) for c in calls or [])
+        usage = (
+            None
+            if behaviour.omit_usage
+            else self._flavour.usage(prompt_tokens(messages), len(chunks) + argument_tokens)
+        )
         options = body.get("stream_options")
         include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
-        prompt = last_user_text(messages)
-        return Reply(reply_id, int(time.time()), model, chunks, usage, include_usage, prompt, tag)
+        return Reply(reply_id, int(time.time()), model, chunks, usage, include_usage, prompt, tag, calls)
 
     def _headers(self, behaviour: Behaviour) -> list[tuple[bytes, bytes]]:
         """The flavour's rate-limit headers, overridden by the behaviour's."""

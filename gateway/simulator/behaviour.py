@@ -79,6 +79,8 @@ class Behaviour:
     omit_usage: bool = False
     ratelimit_headers: dict[str, str] = field(default_factory=dict)
     content: str | None = None
+    # Tool calls the answer ends with: [{"name": ..., "arguments": {...} or "json"}, ...].
+    tool_calls: list[dict[str, Any]] | None = None
     # vLLM /metrics gauges.
     queue_waiting: int = 0
     kv_cache_usage: float = 0.1

@@ -211,7 +211,8 @@ class VllmFlavour(Flavour):
     def completion(self, reply: Reply) -> JSON:
         body = wire.completion(reply)
         choice = body["choices"][0]
-        choice["message"].update({"refusal": None, "tool_calls": [], "reasoning_content": None})
+        choice["message"].update({"refusal": None, "reasoning_content": None})
+        choice["message"].setdefault("tool_calls", [])
         choice["stop_reason"] = None
         body["prompt_logprobs"] = None
         return body

@@ -5,6 +5,11 @@ per `chunk_gap_ms` → final chunk with `finish_reason` → usage chunk if
 `stream_options.include_usage` → `data: [DONE]`. Each event is its own ASGI body
 message, so uvicorn writes it to the socket at once (no buffering to defeat).
 
+An answer with tool calls sends them after its text: per call, a delta naming it,
+then its arguments in fragments; these count as content chunks for the faults
+below, so a test can break a stream inside a tool call. Its finish reason is
+`tool_calls`.
+
 Faults fire "after N content chunks" (N larger than the answer means just before
 the final chunk):
 - die: leave the chunked body unfinished and let uvicorn close the socket — the
@@ -27,6 +32,7 @@ from gateway.simulator.behaviour import Behaviour
 from gateway.simulator.flavours import Flavour
 from gateway.simulator.logs import mark_deliberate_abort
 from gateway.simulator.records import StreamOutcome, StreamRecord
+from gateway.simulator.structured import tool_call_deltas
 from gateway.simulator.wire import Reply
 
 HANG_LIMIT_S = 600.0
@@ -91,7 +97,8 @@ class _Stream:
         self.record.started_at = time.monotonic()
         await self.send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + self.headers})
         await self.event(wire.sse(flavour.chunk(reply, {"role": "assistant", "content": ""}, None, "first")))
-        total = len(reply.chunks)
+        deltas = [{"content": text} for text in reply.chunks] + tool_call_deltas(reply.tool_calls or [])
+        total = len(deltas)
         gap_s = b.chunk_gap_ms / 1000
         for sent in range(total + 1):
             if await self.fault(sent, total):
@@ -105,10 +112,9 @@ class _Stream:
                 # With no gap and sends to a gone client returning at once, nothing here
                 # would suspend, and the disconnect watcher would never get to run.
                 await asyncio.sleep(0)
-            delta = {"content": reply.chunks[sent]}
-            await self.event(wire.sse(flavour.chunk(reply, delta, None, "content")))
+            await self.event(wire.sse(flavour.chunk(reply, deltas[sent], None, "content")))
             self.record.chunks_sent += 1
-        await self.event(wire.sse(flavour.chunk(reply, {}, "stop", "final")))
+        await self.event(wire.sse(flavour.chunk(reply, {}, reply.finish_reason, "final")))
         if reply.include_usage and reply.usage is not None:
             await self.event(wire.sse(flavour.usage_chunk(reply)))
         await self.end(wire.DONE, "done")

@@ -33,6 +33,12 @@ class Reply:
     prompt: str
     # A second, provider-specific request id (Groq's `x_groq.id`).
     tag: str
+    # Complete tool calls the answer ends with (OpenAI's message shape), if any.
+    tool_calls: list[JSON] | None = None
+
+    @property
+    def finish_reason(self) -> str:
+        return "tool_calls" if self.tool_calls else "stop"
 
     @property
     def text(self) -> str:
@@ -62,10 +68,14 @@ def completion(reply: Reply) -> JSON:
                 "index": 0,
                 "message": {"role": "assistant", "content": reply.text},
                 "logprobs": None,
-                "finish_reason": "stop",
+                "finish_reason": reply.finish_reason,
             }
         ],
     }
+    if reply.tool_calls:
+        message = body["choices"][0]["message"]
+        message["content"] = reply.text or None
+        message["tool_calls"] = reply.tool_calls
     if reply.usage is not None:
         body["usage"] = reply.usage
     return body
