@@ -32,6 +32,7 @@ from gateway.routes.chat import chat_completions
 from gateway.routes.embeddings import embeddings
 from gateway.routes.generation import generation, health
 from gateway.routes.models import list_models
+from gateway.routes.responses import create_response, delete_response, get_response
 from gateway.runtime import build_runtime
 from gateway.settings import Settings
 from gateway.telemetry.endpoint import metrics
@@ -83,6 +84,9 @@ def create_app(settings: Settings, config: GatewayConfig) -> ASGIApp:
     routes: list[BaseRoute] = [
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
         Route("/v1/embeddings", embeddings, methods=["POST"]),
+        Route("/v1/responses", create_response, methods=["POST"]),
+        Route("/v1/responses/{response_id}", get_response, methods=["GET"]),
+        Route("/v1/responses/{response_id}", delete_response, methods=["DELETE"]),
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/generation", generation, methods=["GET"]),
         Route("/health", health, methods=["GET"]),

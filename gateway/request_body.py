@@ -75,6 +75,21 @@ class ChatCompletionRequest(_Open):
     provider: dict[str, Any] | None = None
 
 
+class ResponsesRequest(_Open):
+    model: str = Field(min_length=1)
+    input: str | list[Any] | None = None
+    instructions: str | None = None
+    stream: bool | None = None
+    store: bool | None = None
+    previous_response_id: str | None = None
+    max_output_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, ge=0, le=1)
+    tools: list[dict[str, Any]] | None = None
+    models: list[str] | None = None
+    provider: dict[str, Any] | None = None
+
+
 class EmbeddingsRequest(_Open):
     model: str = Field(min_length=1)
     input: str | list[Any] = Field(min_length=1)

@@ -15,6 +15,7 @@ from typing import Any
 
 from gateway.config import ConfigError, DeploymentConfig, GatewayConfig, ProviderConfig, TimeoutFields
 from gateway.records import RecentRecords, RecordSink, RequestRecord
+from gateway.responses_store import ResponseStore
 from gateway.settings import Settings
 from providers.catalog import PriceCatalog
 from providers.openai_compat import OpenAICompatAdapter
@@ -56,6 +57,7 @@ class Runtime:
     routing: Any = None  # gateway.routing.Routing: the router, its state store, the vLLM scraper
     telemetry: Any = None  # gateway.telemetry.Telemetry: metrics registry, health probe, prompt log
     rag: Any = None  # gateway.retrieval.RagService: the Qdrant store and embedders
+    responses: ResponseStore = field(default_factory=lambda: ResponseStore(0))  # see build_runtime
 
     def finish(self, record: RequestRecord) -> None:
         """Hand a finished request to every sink; never raises into the response path."""
@@ -214,6 +216,7 @@ async def build_runtime(settings: Settings, config: GatewayConfig) -> Runtime:
     catalog = PriceCatalog.load() if _needs_catalog(config) else None
     models = build_models(config, providers, catalog)
     runtime = Runtime(settings, config, models, providers, pool, closers=closers)
+    runtime.responses = ResponseStore(settings.responses_retention_s, settings.responses_capacity)
     from gateway.accounts import open_accounts
 
     runtime.accounts = await open_accounts(runtime)

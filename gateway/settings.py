@@ -47,6 +47,11 @@ class Settings(BaseSettings):
     ledger_spool_dir: Path | None = Field(None, validation_alias=_env("GATEWAY_LEDGER_SPOOL_DIR"))
     ledger_flush_interval_s: float = Field(0.5, gt=0, validation_alias=_env("GATEWAY_LEDGER_FLUSH_S"))
     ledger_memory_rows: int = Field(20_000, ge=10, validation_alias=_env("GATEWAY_LEDGER_MEMORY_ROWS"))
+    # Stored Responses API responses (`previous_response_id`): how long, and how many.
+    responses_retention_s: float = Field(
+        30 * 24 * 3600, gt=0, validation_alias=_env("GATEWAY_RESPONSES_RETENTION_S")
+    )
+    responses_capacity: int = Field(10_000, ge=1, validation_alias=_env("GATEWAY_RESPONSES_CAPACITY"))
 
     @property
     def auth_enabled(self) -> bool:
