@@ -50,6 +50,10 @@ class ResponsesStream:
         self._open_call: int | None = None
         self._finish_reason: str | None = None
 
+    @property
+    def failed(self) -> bool:
+        return bool(self.response["status"] == "failed")
+
     def _event(self, kind: str, **fields: Any) -> Event:
         payload = {"type": kind, "sequence_number": self._seq, **fields}
         self._seq += 1
