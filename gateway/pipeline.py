@@ -21,8 +21,8 @@ from starlette.requests import Request
 from gateway.accounting import answer_text, estimate_usage, usage_payload
 from gateway.auth import Principal
 from gateway.records import RequestRecord
-from gateway.routes.failures import admit_or_book, book_failure
 from gateway.retrieval import Grounding, ground, rag_request
+from gateway.routes.failures import admit_or_book, book_failure
 from gateway.routing import wants_metadata
 from gateway.runtime import Runtime
 from gateway.streaming import StreamContext
