@@ -274,7 +274,8 @@ async def relay(ctx: StreamContext, opening: asyncio.Future[StartedStream]) -> A
     async with aclosing(events(ctx, opening)) as chunks:
         async for chunk in chunks:
             yield KEEP_ALIVE if chunk is None else encode(chunk)
-    yield DONE
+    if not ctx.client_gone:
+        yield DONE
 
 
 async def events(
