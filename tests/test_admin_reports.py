@@ -76,7 +76,9 @@ def test_savings_against_dearest_and_cheapest_up(db, fake, gateway, tmp_path):
 
 
 def test_deployments_latency_errors_and_live_state(db, fake, gateway, tmp_path):
-    seed(db)
+    whole = row("gen-whole", T0 + timedelta(days=2), None, "p2/m1-up", output_tokens=100, ttft_ms=200.0,
+                latency_ms=200.0)  # fmt: skip
+    seed(db, [whole])
     admin = start(gateway, fake, db, tmp_path)
     data = admin.get("/admin/api/deployments", params=BOTH_DAYS).json()["data"]
     by_id = {d["deployment"]: d for d in data}
@@ -89,6 +91,9 @@ def test_deployments_latency_errors_and_live_state(db, fake, gateway, tmp_path):
     for d in (p1, p2):
         assert d["configured"] and d["breaker"] == "closed" and d["in_flight"] == 0 and d["models"] == ["m1"]
     assert p2["input_price_per_mtok"] == 3.0
+    day3 = {"start": "2025-03-03T00:00:00Z", "end": "2025-03-04T00:00:00Z"}
+    one_piece = admin.get("/admin/api/deployments", params=day3).json()["data"]
+    assert {d["deployment"]: d["tokens_per_s"] for d in one_piece} == {"p1/m1-up": None, "p2/m1-up": 500.0}
 
 
 def test_key_usage_budget_and_refusals(db, fake, gateway, tmp_path):

@@ -110,10 +110,12 @@ async def deployment_stats(
     """Per deployment: requests, errors, error rate, p50/p95 TTFT and output tokens per second.
 
     Tokens per second is the deployment's successful output tokens over their generation time
-    (latency after the first token), summed before dividing so long answers weigh more.
+    (latency after the first token for a stream; the whole latency for an answer that came in
+    one piece), summed before dividing so long answers weigh more.
     """
     ok = LedgerRow.status < 400
-    generating = LedgerRow.latency_ms - func.coalesce(LedgerRow.ttft_ms, 0.0)
+    after_first = LedgerRow.latency_ms - func.coalesce(LedgerRow.ttft_ms, 0.0)
+    generating = case((after_first > 0, after_first), else_=LedgerRow.latency_ms)
     slot = case((and_(ok, LedgerRow.ttft_ms.is_not(None)), _ttft_bucket()), else_=None).label("slot")
     query = bounded(  # one pass: counts and sums per (deployment, TTFT slot), added up below
         select(
@@ -161,12 +163,16 @@ async def key_usage(
 ) -> dict[str | None, dict[str, Any]]:
     """Per key: requests, spend, and refusals by status (402 budget, 403 model, 429 rate)."""
     refusals = [_count(and_(_refused, LedgerRow.status == s)) for s in REFUSED_STATUSES]
+    # Grouping by an expression, not the bare column, keeps SQLite on the time-range index: on the
+    # bare column it walks the (key_id, created_at) index and reads the table out of order
+    # (a month of a million rows: about 4x slower). PostgreSQL plans both the same.
+    key = LedgerRow.key_id.concat("").label("key")
     query = bounded(
-        select(LedgerRow.key_id, func.count(), func.coalesce(func.sum(LedgerRow.cost_usd), 0.0), *refusals),
+        select(key, func.count(), func.coalesce(func.sum(LedgerRow.cost_usd), 0.0), *refusals),
         start,
         end,
         filters,
-    ).group_by(LedgerRow.key_id)
+    ).group_by(key)
     async with engine.connect() as connection:
         rows = (await connection.execute(query)).all()
     return {
