@@ -33,7 +33,7 @@ from gateway.settings import Settings
 
 if TYPE_CHECKING:
     from gateway.runtime import Runtime
-    from router_policies.deployment import ModelGroup
+    from router_policies.router import Plan
 
 log = logging.getLogger("gateway.accounts")
 
@@ -116,7 +116,11 @@ async def open_accounts(runtime: Runtime) -> Accounts:
 
         backend = RedisBackend(settings.redis_url)
         redis = aioredis.from_url(settings.redis_url, socket_connect_timeout=2)
-    limiter = Limiter(backend, lambda key_id, since: key_spend(engine, key_id, since))
+    limiter = Limiter(
+        backend,
+        lambda key_id, since: key_spend(engine, key_id, since),
+        default_completion_tokens=settings.default_max_tokens,
+    )
     ledger = LedgerWriter(
         engine,
         spool_dir(settings),
@@ -134,22 +138,30 @@ async def open_accounts(runtime: Runtime) -> Accounts:
     return accounts
 
 
-def _prices(group: ModelGroup) -> tuple[float, float]:
+def plan_prices(plan: Plan) -> tuple[float, float]:
+    """The dearest input and output prices among every deployment the plan may try.
+
+    A request can end on any of them (failover, a `models` fallback), so its budget
+    reservation must cover the worst one, not the first model's.
+    """
+    deployments = plan.deployments or [d for g in plan.groups for d in g.deployments]
     return (
-        max((d.input_price_per_mtok for d in group.deployments), default=0.0),
-        max((d.output_price_per_mtok for d in group.deployments), default=0.0),
+        max((d.input_price_per_mtok for d in deployments), default=0.0),
+        max((d.output_price_per_mtok for d in deployments), default=0.0),
     )
 
 
 async def admit(
-    request: Request, runtime: Runtime, principal: Principal, group: ModelGroup, body: dict[str, Any]
+    request: Request, runtime: Runtime, principal: Principal, plan: Plan, body: dict[str, Any]
 ) -> None:
-    """Before routing: model allow-list (403), rpm/tpm (429), budget (402); reserves the budget."""
+    """After planning, before anything is sent: allow-list for every model the plan can
+    reach (403), rpm/tpm (429), budget (402); reserves the budget and the tokens."""
     accounts: Accounts | None = getattr(runtime, "accounts", None)
     if accounts is None:
         return
+    models = [g.name for g in plan.groups]
     admission = await accounts.limiter.admit(
-        principal.key, group.name, body, request.state.request_id, _prices(group)
+        principal.key, models, body, request.state.request_id, plan_prices(plan)
     )
     request.state.admission = admission
 

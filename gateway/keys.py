@@ -32,6 +32,9 @@ log = logging.getLogger("gateway.keys")
 
 KEY_PREFIX = "gw-"
 PERIODS = ("day", "week", "month", "total")
+# Bounds that keep every limit a number the database and the counters can hold.
+MAX_RATE = 10**9
+MAX_BUDGET_USD = 10**9
 
 
 def new_secret() -> str:
@@ -97,14 +100,17 @@ class KeySpec:
         found = []
         if not self.name.strip() or len(self.name) > 200:
             found.append("name must be 1-200 characters")
-        if self.budget_usd is not None and self.budget_usd < 0:
-            found.append("budget_usd must be >= 0")
+        if self.budget_usd is not None and not 0 <= self.budget_usd <= MAX_BUDGET_USD:  # NaN fails too
+            found.append(f"budget_usd must be a number from 0 to {MAX_BUDGET_USD}")
         if self.budget_period is not None and self.budget_period not in PERIODS:
             found.append(f"budget_period must be one of {', '.join(PERIODS)}")
         for field in ("rpm", "tpm"):
             value = getattr(self, field)
-            if value is not None and value < 1:
-                found.append(f"{field} must be >= 1")
+            if value is not None and not 1 <= value <= MAX_RATE:
+                found.append(f"{field} must be from 1 to {MAX_RATE}")
+        if self.models is not None and (not self.models or not all(m.strip() for m in self.models)):
+            # An empty allow-list must not quietly mean "every model".
+            found.append("models must name at least one model (omit it to allow all)")
         return found
 
 

@@ -74,7 +74,7 @@ async def admit_chat(
     record.policy = plan.policy
     record.streamed = bool(body.get("stream"))
     record.prompt = keep_prompt(runtime, request, principal, plan, body)
-    await admit_or_book(request, runtime, principal, group, body, record)
+    await admit_or_book(request, runtime, principal, plan, body, record)
     grounding = None
     if asked is not None:
         grounding = await ground(runtime, asked, body, record, plan.prefs.data_collection == "deny")

@@ -2,8 +2,15 @@
 
 The body is read with a hard size cap (checked against Content-Length first, then
 while reading, so an oversized upload is refused without being buffered), parsed
-with orjson, and checked against the fields the gateway relies on. The original dict
-is what gets forwarded: unknown fields pass through to the upstream untouched.
+with orjson, bounded in nesting depth, and checked against the fields the gateway
+relies on, with strict types (`"stream": "false"` is a string, not a bool). The
+original dict is what gets forwarded: unknown fields pass through to the upstream
+untouched.
+
+Depth matters because orjson parses up to 1024 levels but serialises at most 254:
+a deeper body would parse, then fail on its way upstream. Counting brackets is one
+C-speed pass over the bytes; only a body with enough of them to be that deep at
+all is walked.
 """
 
 from __future__ import annotations
@@ -17,6 +24,8 @@ from starlette.requests import Request
 from gateway.errors import GatewayError
 
 JSON = dict[str, Any]
+
+MAX_JSON_DEPTH = 64
 
 
 async def read_json_object(request: Request, max_bytes: int) -> JSON:
@@ -39,7 +48,23 @@ async def read_json_object(request: Request, max_bytes: int) -> JSON:
         raise GatewayError(400, f"the request body is not valid JSON: {exc}", code="invalid_json") from None
     if not isinstance(body, dict):
         raise GatewayError(400, "the request body must be a JSON object", code="invalid_json")
+    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and _depth_exceeds(body, MAX_JSON_DEPTH):
+        raise GatewayError(
+            400, f"the request body is nested deeper than {MAX_JSON_DEPTH} levels", code="invalid_json"
+        )
     return body
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    """True if arrays/objects nest more than `limit` deep; iterative, so no recursion limit."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
 
 
 def _too_large(max_bytes: int) -> GatewayError:
@@ -49,7 +74,7 @@ def _too_large(max_bytes: int) -> GatewayError:
 
 
 class _Open(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
 
 class ChatMessage(_Open):

@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     key_cache_ttl_s: float = Field(5.0, ge=0, validation_alias=_env("GATEWAY_KEY_CACHE_TTL_S"))
     ledger_spool_dir: Path | None = Field(None, validation_alias=_env("GATEWAY_LEDGER_SPOOL_DIR"))
     ledger_flush_interval_s: float = Field(0.5, gt=0, validation_alias=_env("GATEWAY_LEDGER_FLUSH_S"))
+    # Completion tokens a request without max_tokens is assumed to use, when tpm and
+    # budgets reserve at admission (settled to the actual count afterwards).
+    default_max_tokens: int = Field(1024, ge=1, le=10**7, validation_alias=_env("GATEWAY_DEFAULT_MAX_TOKENS"))
     ledger_memory_rows: int = Field(20_000, ge=10, validation_alias=_env("GATEWAY_LEDGER_MEMORY_ROWS"))
     # Stored Responses API responses (`previous_response_id`): how long, and how many.
     responses_retention_s: float = Field(

@@ -45,6 +45,15 @@ class RateLimitInfo:
         return all(getattr(self, name) is None for name in self.__slots__)
 
 
+MAX_PLAUSIBLE_TOKENS = 100_000_000
+
+
+def _plausible(count: Any) -> bool:
+    return count is None or (
+        type(count) is int and 0 <= count <= MAX_PLAUSIBLE_TOKENS  # bool is an int subclass: excluded
+    )
+
+
 @dataclass(slots=True)
 class Usage:
     prompt_tokens: int = 0
@@ -58,16 +67,21 @@ class Usage:
 
     @classmethod
     def from_openai(cls, usage: JSON | None) -> Usage | None:
+        """The upstream's counts, or None when it gave none or impossible ones.
+
+        A negative, non-integer or absurd count is treated like a missing one (the
+        caller then counts the tokens itself and marks the usage estimated): trusting
+        it would book a negative cost, which would refund a budget.
+        """
         if not isinstance(usage, dict):
             return None
         prompt = usage.get("prompt_tokens")
         completion = usage.get("completion_tokens")
-        if not isinstance(prompt, int) and not isinstance(completion, int):
+        if prompt is None and completion is None:
             return None
-        return cls(
-            prompt_tokens=prompt if isinstance(prompt, int) else 0,
-            completion_tokens=completion if isinstance(completion, int) else 0,
-        )
+        if not (_plausible(prompt) and _plausible(completion)):
+            return None
+        return cls(prompt_tokens=prompt or 0, completion_tokens=completion or 0)
 
 
 @dataclass(slots=True)

@@ -31,9 +31,12 @@ class Deployment:
         return f"{self.provider}/{self.model}"
 
     def cost_usd(self, prompt_tokens: int, completion_tokens: int) -> float:
-        return (
-            prompt_tokens * self.input_price_per_mtok + completion_tokens * self.output_price_per_mtok
-        ) / 1e6
+        """USD for these tokens; never negative, whatever the counts (a negative cost would refund)."""
+        return max(
+            0.0,
+            (prompt_tokens * self.input_price_per_mtok + completion_tokens * self.output_price_per_mtok)
+            / 1e6,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -126,6 +126,15 @@ def config_for(
     return "\n".join(lines) + "\n"
 
 
+def new_key(base: str, admin: str = "admin-secret", **spec: Any) -> dict[str, Any]:
+    """Create a virtual key through the admin API; its record, with the secret under "key"."""
+    made = httpx.post(
+        f"{base}/admin/api/keys", json={"name": "k", **spec}, headers={"authorization": f"Bearer {admin}"}
+    )
+    assert made.status_code == 201, made.text
+    return dict(made.json())
+
+
 # --- Services (PostgreSQL, Redis) and the accounts side of a running gateway ---
 
 PG_HOST, PG_PORT, REDIS_HOST_PORT = "127.0.0.1", 5432, ("127.0.0.1", 6379)

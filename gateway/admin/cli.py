@@ -69,7 +69,7 @@ async def _with_store(action: Any) -> int:
 
 
 async def _create(args: argparse.Namespace) -> int:
-    spec = KeySpec(args.name, args.budget_usd, args.budget_period, args.rpm, args.tpm, args.models or None)
+    spec = KeySpec(args.name, args.budget_usd, args.budget_period, args.rpm, args.tpm, args.models)
     if spec.problems():
         print("gateway: " + "; ".join(spec.problems()), file=sys.stderr)
         return 2

@@ -17,20 +17,22 @@ from gateway.accounts import Accounts
 from gateway.admin.common import admin_accounts, choice_param, filters, json_response, time_param, window
 from gateway.admin.requests import request_detail
 from gateway.errors import GatewayError
-from gateway.keys import KeyRecord, KeySpec
+from gateway.keys import MAX_BUDGET_USD, MAX_RATE, KeyRecord, KeySpec
 from gateway.ledger import ledger_page, spend
 from gateway.ledger.queries import BUCKETS, FILTERS, GROUPS, iso
 from gateway.request_body import read_json_object
 
 
 class KeyRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Strict: no strings for numbers, no infinities; the bounds are `KeySpec`'s."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
     name: str = Field(min_length=1, max_length=200)
-    budget_usd: float | None = Field(None, ge=0)
+    budget_usd: float | None = Field(None, ge=0, le=MAX_BUDGET_USD, allow_inf_nan=False)
     budget_period: str | None = None
-    rpm: int | None = Field(None, ge=1)
-    tpm: int | None = Field(None, ge=1)
-    models: list[str] | None = None
+    rpm: int | None = Field(None, ge=1, le=MAX_RATE)
+    tpm: int | None = Field(None, ge=1, le=MAX_RATE)
+    models: list[str] | None = Field(None, min_length=1)
 
 
 async def with_budget(accounts: Accounts, key: KeyRecord) -> dict[str, Any]:
@@ -57,9 +59,8 @@ async def create_key(request: Request) -> Response:
     except ValidationError as exc:
         first = exc.errors()[0]
         raise GatewayError(400, f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
-    spec = KeySpec(
-        req.name, req.budget_usd, req.budget_period, req.rpm, req.tpm, tuple(req.models or ()) or None
-    )
+    models = tuple(req.models) if req.models is not None else None
+    spec = KeySpec(req.name, req.budget_usd, req.budget_period, req.rpm, req.tpm, models)
     problems = spec.problems()
     if problems:
         raise GatewayError(400, "; ".join(problems))

@@ -1,11 +1,13 @@
 """Admission control per virtual key: model allow-list, rpm, tpm and budget.
 
-`admit` runs before routing. Budgets use reserve-then-settle: an admitted request
-reserves its worst-case cost (prompt estimate plus `max_tokens`, at the dearest
-deployment's prices) and a key is refused once settled spend plus reservations reach
-the budget, so concurrent requests cannot all slip past the same remaining dollar.
-When the request's record arrives (`record`, a RecordSink) the reservation is replaced
-by the actual cost — the very number the ledger books. Without a key nothing is limited.
+`admit` runs after planning, before anything is sent. Budgets and tokens per minute
+use reserve-then-settle: an admitted request reserves its worst case (prompt estimate
+plus `max_tokens`, or the configured default, and for budgets the dearest price among
+the deployments its plan can reach), and a key is refused once what is settled plus
+what is reserved reaches its limit, so concurrent requests cannot all slip past the
+same remaining dollar or token: they overshoot by at most one request. When the
+request's record arrives (`record`, a RecordSink) each reservation is replaced by the
+actual figure — the very numbers the ledger books. Without a key nothing is limited.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -41,17 +43,41 @@ class Admission:
     key: KeyRecord | None
     headers: dict[str, str] = field(default_factory=dict)
     bucket: str | None = None
+    tokens_reserved: int = 0
 
 
-def estimate_cost(body: dict[str, Any], prices: tuple[float, float]) -> float:
-    """Worst-case USD for a request: ~4 characters per prompt token, plus its completion cap."""
+def estimate_tokens(
+    body: dict[str, Any], default_completion: int = DEFAULT_COMPLETION_TOKENS
+) -> tuple[int, int]:
+    """Worst-case (prompt, completion) tokens: ~4 characters per prompt token, plus the completion cap."""
     prompt = body.get("messages", body.get("input", ""))
     prompt_tokens = len(orjson.dumps(prompt)) // 4 + 1
-    cap = body.get("max_completion_tokens") or body.get("max_tokens")
-    completion = cap if isinstance(cap, int) and cap > 0 else DEFAULT_COMPLETION_TOKENS
     if "input" in body and "messages" not in body:
-        completion = 0
+        return prompt_tokens, 0
+    cap = body.get("max_completion_tokens") or body.get("max_tokens")
+    return prompt_tokens, cap if isinstance(cap, int) and cap > 0 else default_completion
+
+
+def estimate_cost(
+    body: dict[str, Any], prices: tuple[float, float], default_completion: int = DEFAULT_COMPLETION_TOKENS
+) -> float:
+    """Worst-case USD for a request at the given (input, output) prices per million tokens."""
+    prompt_tokens, completion = estimate_tokens(body, default_completion)
     return (prompt_tokens * prices[0] + completion * prices[1]) / 1e6
+
+
+def _check_allowed(key: KeyRecord, models: Sequence[str]) -> None:
+    """Every model the request can reach (its `model`, each `models[]` fallback) must be allowed."""
+    if not key.models:
+        return
+    for i, model in enumerate(models):
+        if model not in key.models:
+            raise GatewayError(
+                403,
+                f"this key may not use model {model!r}; allowed: {', '.join(key.models)}",
+                code="model_not_allowed",
+                param="model" if i == 0 else "models",
+            )
 
 
 def _seconds(value: float) -> str:
@@ -64,8 +90,10 @@ class Limiter:
         backend: LimitBackend,
         ledger_spend: Callable[[str, datetime], Awaitable[float]],
         reservation_ttl_s: float = RESERVATION_TTL_S,
+        default_completion_tokens: int = DEFAULT_COMPLETION_TOKENS,
     ) -> None:
         self.backend = backend
+        self._default_completion = default_completion_tokens
         self._ledger_spend = ledger_spend
         self._ttl_s = reservation_ttl_s
         self._initial: dict[str, float] = {}
@@ -75,24 +103,20 @@ class Limiter:
     async def admit(
         self,
         key: KeyRecord | None,
-        model: str,
+        models: Sequence[str],
         body: dict[str, Any],
         request_id: str,
         prices: tuple[float, float],
     ) -> Admission:
         admission = Admission(request_id, key)
         if key is not None:
-            if key.models and model not in key.models:
-                raise GatewayError(
-                    403,
-                    f"this key may not use model {model!r}; allowed: {', '.join(key.models)}",
-                    code="model_not_allowed",
-                    param="model",
-                )
+            _check_allowed(key, models)
             try:
-                await self._rates(key, admission)
+                prompt, completion = estimate_tokens(body, self._default_completion)
+                await self._rates(key, admission, prompt + completion)
                 if key.budget_usd is not None:
-                    await self._reserve(key, admission, estimate_cost(body, prices))
+                    cost = (prompt * prices[0] + completion * prices[1]) / 1e6
+                    await self._reserve(key, admission, cost)
             except GatewayError:
                 raise
             except Exception as exc:  # Redis away: serve rather than refuse everyone
@@ -100,7 +124,7 @@ class Limiter:
         self.in_flight[request_id] = admission
         return admission
 
-    async def _rates(self, key: KeyRecord, admission: Admission) -> None:
+    async def _rates(self, key: KeyRecord, admission: Admission, tokens: int) -> None:
         headers = admission.headers
         if key.rpm:
             check = await self.backend.hit_requests(key.id, key.rpm, admission.request_id)
@@ -110,12 +134,13 @@ class Limiter:
             if not check.allowed:
                 raise self._too_many(key, "requests", key.rpm, check.reset_s, headers)
         if key.tpm:
-            check = await self.backend.tokens_used(key.id, key.tpm)
+            check = await self.backend.reserve_tokens(key.id, key.tpm, tokens)
             headers["x-ratelimit-limit-tokens"] = str(key.tpm)
             headers["x-ratelimit-remaining-tokens"] = str(check.remaining)
             headers["x-ratelimit-reset-tokens"] = f"{check.reset_s:.3f}s"
             if not check.allowed:
                 raise self._too_many(key, "tokens", key.tpm, check.reset_s, headers)
+            admission.tokens_reserved = tokens
 
     @staticmethod
     def _too_many(
@@ -172,9 +197,9 @@ class Limiter:
         self._spawn(self._settle(admission, record.cost_usd, tokens))
 
     def release(self, request_id: str) -> None:
-        """The request ended without a record (an unexpected error): free its reservation."""
+        """The request ended without a record (an unexpected error): free its reservations."""
         admission = self.in_flight.pop(request_id, None)
-        if admission is not None and admission.bucket is not None:
+        if admission is not None and (admission.bucket is not None or admission.tokens_reserved):
             self._spawn(self._settle(admission, 0.0, 0))
 
     async def _settle(self, admission: Admission, cost: float, tokens: int) -> None:
@@ -182,8 +207,8 @@ class Limiter:
         try:
             if admission.bucket is not None:
                 await self.backend.settle(admission.bucket, admission.request_id, cost)
-            if admission.key.tpm and tokens:
-                await self.backend.add_tokens(admission.key.id, tokens)
+            if admission.key.tpm and tokens != admission.tokens_reserved:
+                await self.backend.add_tokens(admission.key.id, tokens - admission.tokens_reserved)
         except Exception as exc:
             log.warning("settling %s failed: %s: %s", admission.request_id, type(exc).__name__, exc)
 

@@ -1,7 +1,8 @@
 """Limit counters in this process: exact for one replica, and what runs without Redis.
 
 Requests per minute use a sliding log of admission times (never more than `rpm`
-requests in any 60 s), tokens per minute a log of (time, tokens) per finished request.
+requests in any 60 s), tokens per minute a log of (time, tokens): a reservation at admission, corrected
+by the difference to the actual count when the request finishes.
 Budgets keep, per key and period, the spend settled so far plus the reservations of
 requests in flight; a reservation expires if its request never reports back.
 """
@@ -45,14 +46,18 @@ class MemoryBackend:
         log.append(now)
         return WindowCheck(True, limit - len(log), log[0] + WINDOW_S - now)
 
-    async def tokens_used(self, key_id: str, limit: int) -> WindowCheck:
+    async def reserve_tokens(self, key_id: str, limit: int, tokens: int) -> WindowCheck:
         now = time.monotonic()
         log = self._tokens.setdefault(key_id, deque())
         while log and log[0][0] <= now - WINDOW_S:
             log.popleft()
-        used = sum(tokens for _, tokens in log)
-        reset = self._tokens_reset(log, used, limit, now)
-        return WindowCheck(used < limit, max(0, limit - used), reset)
+        used = sum(n for _, n in log)
+        if used >= limit:
+            return WindowCheck(False, 0, self._tokens_reset(log, used, limit, now))
+        if tokens:
+            log.append((now, tokens))
+            used += tokens
+        return WindowCheck(True, max(0, limit - used), self._tokens_reset(log, used, limit, now))
 
     @staticmethod
     def _tokens_reset(log: deque[tuple[float, int]], used: int, limit: int, now: float) -> float:

@@ -43,6 +43,11 @@ for i = 1, #all, 2 do
   if s <= sec - 60 then redis.call('HDEL', KEYS[1], all[i])
   else used = used + tonumber(all[i + 1]); table.insert(live, {s, tonumber(all[i + 1])}) end
 end
+if used < limit and tonumber(ARGV[2]) ~= 0 then
+  redis.call('HINCRBY', KEYS[1], tostring(sec), ARGV[2])
+  redis.call('EXPIRE', KEYS[1], 120)
+  return {1, used + tonumber(ARGV[2]), 0}
+end
 local reset = 0
 if used >= limit then
   table.sort(live, function(a, b) return a[1] < b[1] end)
@@ -52,7 +57,7 @@ if used >= limit then
     if left < limit then reset = (e[1] + 60) * 1000 - now; break end
   end
 end
-return {used, reset}
+return {used < limit and 1 or 0, used, reset}
 """
 )
 
@@ -112,9 +117,11 @@ class RedisBackend:
         )
         return WindowCheck(bool(allowed), int(remaining), max(0.0, int(reset_ms) / 1000))
 
-    async def tokens_used(self, key_id: str, limit: int) -> WindowCheck:
-        used, reset_ms = await self._tokens(keys=[f"{self._prefix}tpm:{key_id}"], args=[limit])
-        return WindowCheck(int(used) < limit, max(0, limit - int(used)), max(0.0, int(reset_ms) / 1000))
+    async def reserve_tokens(self, key_id: str, limit: int, tokens: int) -> WindowCheck:
+        allowed, used, reset_ms = await self._tokens(
+            keys=[f"{self._prefix}tpm:{key_id}"], args=[limit, tokens]
+        )
+        return WindowCheck(bool(allowed), max(0, limit - int(used)), max(0.0, int(reset_ms) / 1000))
 
     async def add_tokens(self, key_id: str, tokens: int) -> None:
         await self._add_tokens(keys=[f"{self._prefix}tpm:{key_id}"], args=[tokens])

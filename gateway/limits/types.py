@@ -22,8 +22,14 @@ class BudgetCheck:
 
 class LimitBackend(Protocol):
     async def hit_requests(self, key_id: str, limit: int, request_id: str) -> WindowCheck: ...
-    async def tokens_used(self, key_id: str, limit: int) -> WindowCheck: ...
-    async def add_tokens(self, key_id: str, tokens: int) -> None: ...
+    async def reserve_tokens(self, key_id: str, limit: int, tokens: int) -> WindowCheck:
+        """Admit if fewer than `limit` tokens are counted in the window, then count `tokens` more."""
+        ...
+
+    async def add_tokens(self, key_id: str, tokens: int) -> None:
+        """Count `tokens` now; negative when a request used less than it reserved."""
+        ...
+
     async def reserve(
         self,
         bucket: str,

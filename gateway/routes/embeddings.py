@@ -35,7 +35,7 @@ async def embeddings(request: Request) -> Response:
         key_name=principal.name,
         kind="embeddings",
     )
-    await admit_or_book(request, runtime, principal, group, body, record)
+    await admit_or_book(request, runtime, principal, plan, body, record)
     started_at = time.monotonic()
     log = AttemptLog()
     try:

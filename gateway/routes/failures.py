@@ -22,7 +22,7 @@ from gateway.runtime import Runtime
 from gateway.telemetry.tracing import child_span
 from providers.errors import ProviderError
 from router_policies.attempts import AllAttemptsFailed, AttemptLog
-from router_policies.deployment import ModelGroup
+from router_policies.router import Plan
 
 
 def book_failure(
@@ -56,14 +56,16 @@ async def admit_or_book(
     request: Request,
     runtime: Runtime,
     principal: Principal,
-    group: ModelGroup,
+    plan: Plan,
     body: dict[str, Any],
     record: RequestRecord,
 ) -> None:
     """The key's limits and budget (see `accounts.admit`); a refusal is booked, then raised."""
     try:
-        with child_span("gateway.admit", **{"gateway.key_name": principal.name, "gateway.model": group.name}):
-            await admit(request, runtime, principal, group, body)
+        with child_span(
+            "gateway.admit", **{"gateway.key_name": principal.name, "gateway.model": plan.groups[0].name}
+        ):
+            await admit(request, runtime, principal, plan, body)
     except GatewayError as refusal:
         record.status = refusal.status
         record.error = refusal.code or "refused"

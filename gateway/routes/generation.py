@@ -1,4 +1,9 @@
-"""`GET /v1/generation?id=…`: the stored record of a finished request (OpenRouter has the same)."""
+"""`GET /v1/generation?id=…`: the stored record of a finished request (OpenRouter has the same).
+
+A virtual key sees only its own requests; the admin key (and, on an open gateway,
+a caller with no key) sees all. Someone else's record answers 404, exactly like a
+missing one, so ids cannot be probed for existence.
+"""
 
 from __future__ import annotations
 
@@ -13,12 +18,13 @@ from gateway.runtime import Runtime
 
 async def generation(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
-    authenticate(request, runtime.settings)
+    principal = authenticate(request, runtime.settings)
     request_id = request.query_params.get("id")
     if not request_id:
         raise GatewayError(400, "the query parameter 'id' is required", param="id")
     record = runtime.recent.get(request_id)
-    if record is None:
+    sees_all = principal.is_admin or (not runtime.settings.auth_enabled and principal.key_id is None)
+    if record is None or not (sees_all or record.key_id == principal.key_id):
         raise GatewayError(
             404, f"no finished request with id {request_id!r}", code="generation_not_found", param="id"
         )

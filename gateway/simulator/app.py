@@ -52,6 +52,8 @@ from gateway.simulator.streaming import stream_reply
 from gateway.simulator.structured import json_answer, tool_calls
 from gateway.simulator.wire import JSON, Reply
 
+RawHeaders = list[tuple[bytes, bytes]]
+
 DEFAULT_EMBEDDING_MODEL = "text-embedding-3-small"
 _HTML = b"text/html; charset=utf-8"
 _PROMETHEUS = b"text/plain; version=0.0.4; charset=utf-8"
@@ -160,9 +162,9 @@ class Simulator:
         elif not isinstance(body, dict):
             await _error(send, 400, "The request body is not a JSON object.", "invalid_request_error")
         elif route == "/chat/completions":
-            await self._chat(body, receive, send)
+            await self._chat(body, receive, send, scope["headers"])
         else:
-            await self._embeddings(body, receive, send)
+            await self._embeddings(body, receive, send, scope["headers"])
 
     async def _probe(self, route: str, send: Send) -> None:
         if route == "/models":
@@ -178,7 +180,7 @@ class Simulator:
 
     # -- endpoints -------------------------------------------------------------------------
 
-    async def _chat(self, body: JSON, receive: Receive, send: Send) -> None:
+    async def _chat(self, body: JSON, receive: Receive, send: Send, request_headers: RawHeaders) -> None:
         behaviour = self.next_behaviour()
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
@@ -191,7 +193,7 @@ class Simulator:
         try:
             if behaviour.status != 200:
                 if await self._delay(receive, send, behaviour.first_byte_ms):
-                    await _behaviour_error(send, behaviour, headers)
+                    await _behaviour_error(send, behaviour, headers, request_headers)
                 return
             reply = self._reply(body, messages, model, behaviour)
             if body.get("stream"):
@@ -229,7 +231,9 @@ class Simulator:
         finally:
             self._watches.discard(watch)
 
-    async def _embeddings(self, body: JSON, receive: Receive, send: Send) -> None:
+    async def _embeddings(
+        self, body: JSON, receive: Receive, send: Send, request_headers: RawHeaders
+    ) -> None:
         behaviour = self.next_behaviour()
         model = str(body.get("model") or DEFAULT_EMBEDDING_MODEL)
         self._seen.setdefault(model, None)
@@ -237,7 +241,7 @@ class Simulator:
         if not await self._delay(receive, send, behaviour.first_byte_ms):
             return
         if behaviour.status != 200:
-            await _behaviour_error(send, behaviour, headers)
+            await _behaviour_error(send, behaviour, headers, request_headers)
             return
         try:
             texts = embedding_inputs(body.get("input"))
@@ -270,6 +274,8 @@ class Simulator:
             if behaviour.omit_usage
             else self._flavour.usage(prompt_tokens(messages), len(chunks) + argument_tokens)
         )
+        if behaviour.usage is not None and usage is not None:
+            usage = {**usage, **behaviour.usage}
         options = body.get("stream_options")
         include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
         return Reply(reply_id, int(time.time()), model, chunks, usage, include_usage, prompt, tag, calls)
@@ -309,8 +315,13 @@ async def _error(send: Send, status: int, message: str, type_: str, code: str | 
     await send_whole(send, status, orjson.dumps(wire.error_body(message, type_, code)))
 
 
-async def _behaviour_error(send: Send, behaviour: Behaviour, headers: list[tuple[bytes, bytes]]) -> None:
+async def _behaviour_error(
+    send: Send, behaviour: Behaviour, headers: list[tuple[bytes, bytes]], request_headers: RawHeaders
+) -> None:
     err = behaviour.error()
+    if behaviour.echo_headers:  # what a misconfigured proxy does: the request's headers, verbatim
+        echoed = "; ".join(f"{k.decode('latin-1')}: {v.decode('latin-1')}" for k, v in request_headers)
+        err.message = f"{err.message} (request headers: {echoed})"
     extra = list(headers)
     retry_after = behaviour.retry_after_header()
     if retry_after is not None:

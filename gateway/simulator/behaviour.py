@@ -77,6 +77,10 @@ class Behaviour:
     garbage_after_chunks: int | None = None
     error_event_after_chunks: int | None = None
     omit_usage: bool = False
+    # Replace the usage object the upstream reports (e.g. impossible negative counts).
+    usage: dict[str, Any] | None = None
+    # Put the request's headers into the error message, as some proxies do.
+    echo_headers: bool = False
     ratelimit_headers: dict[str, str] = field(default_factory=dict)
     content: str | None = None
     # Tool calls the answer ends with: [{"name": ..., "arguments": {...} or "json"}, ...].
