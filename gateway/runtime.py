@@ -21,6 +21,7 @@ from providers.catalog import PriceCatalog
 from providers.openai_compat import OpenAICompatAdapter
 from providers.presets import PRESETS, Preset
 from providers.quirks import Quirks
+from providers.redact import Redactor
 from providers.transport import TransportPool
 from providers.types import Adapter, Timeouts
 from router_policies.deployment import Deployment, ModelGroup
@@ -99,8 +100,28 @@ def _api_key(provider: ProviderConfig, preset: Preset) -> str | None:
     return value or None
 
 
-def build_provider(provider: ProviderConfig, pool: TransportPool, base_url: str | None) -> ResolvedProvider:
-    preset = PRESETS.get(provider.preset or provider.name, _GENERIC)
+_CREDENTIAL_WORDS = ("auth", "key", "token", "secret")
+
+
+def _preset(provider: ProviderConfig) -> Preset:
+    return PRESETS.get(provider.preset or provider.name, _GENERIC)
+
+
+def configured_secrets(settings: Settings, config: GatewayConfig) -> list[str]:
+    """Every credential the process holds: the admin key, each provider's key and credential headers."""
+    found = [settings.admin_key.get_secret_value()] if settings.admin_key else []
+    for provider in config.providers:
+        env_name = provider.api_key_env or _preset(provider).api_key_env
+        found += [os.environ.get(env_name, "")] if env_name else []
+        found += [v for k, v in provider.headers.items() if any(w in k.lower() for w in _CREDENTIAL_WORDS)]
+    return [s for s in found if s]
+
+
+def build_provider(
+    provider: ProviderConfig, pool: TransportPool, base_url: str | None, redact: Redactor | None = None
+) -> ResolvedProvider:
+    """`redact` scrubs upstream text of every configured secret; without it, of this provider's own."""
+    preset = _preset(provider)
     kind = provider.kind or preset.kind
     url = base_url or provider.base_url or preset.base_url
     quirks = Quirks(tuple(provider.quirks) if provider.quirks is not None else preset.quirks)
@@ -113,6 +134,7 @@ def build_provider(provider: ProviderConfig, pool: TransportPool, base_url: str 
             provider.litellm_provider or preset.price_prefix,
             api_key=_api_key(provider, preset),
             api_base=provider.base_url,
+            redact=redact,
         )
     else:
         adapter = OpenAICompatAdapter(
@@ -122,6 +144,7 @@ def build_provider(provider: ProviderConfig, pool: TransportPool, base_url: str 
             api_key=_api_key(provider, preset),
             quirks=quirks,
             extra_headers=provider.headers,
+            redact=redact,
         )
     self_hosted = provider.self_hosted if provider.self_hosted is not None else preset.self_hosted
     data_collection = provider.data_collection or ("deny" if self_hosted else "allow")
@@ -212,7 +235,8 @@ async def build_runtime(settings: Settings, config: GatewayConfig) -> Runtime:
 
         base_urls, stop = await start_simulated_upstreams(simulated)
         closers.append(stop)
-    providers = {p.name: build_provider(p, pool, base_urls.get(p.name)) for p in config.providers}
+    redact = Redactor(configured_secrets(settings, config))  # compiled once, shared by every adapter
+    providers = {p.name: build_provider(p, pool, base_urls.get(p.name), redact) for p in config.providers}
     catalog = PriceCatalog.load() if _needs_catalog(config) else None
     models = build_models(config, providers, catalog)
     runtime = Runtime(settings, config, models, providers, pool, closers=closers)

@@ -1,7 +1,8 @@
 """Turn an upstream's HTTP error answer into the right typed error.
 
 Classification is by status and by the error's own `code`/`type`/message fields in
-OpenAI's envelope, never by which provider sent it.
+OpenAI's envelope, never by which provider sent it. The upstream's text is scrubbed
+of secrets (`providers.redact`) before it goes into the error.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from providers.errors import (
     UpstreamUnavailable,
 )
 from providers.ratelimit_headers import parse_retry_after_s
+from providers.redact import NO_SECRETS, Redactor
 
 _CONTEXT_MARKERS = (
     "context_length_exceeded",
@@ -59,11 +61,14 @@ def is_context_length_error(message: str | None, code: str | None) -> bool:
     return any(marker in text for marker in _CONTEXT_MARKERS)
 
 
-def classify_status(status: int, headers: dict[str, str], body: bytes, provider: str) -> UpstreamStatusError:
+def classify_status(
+    status: int, headers: dict[str, str], body: bytes, provider: str, redact: Redactor = NO_SECRETS
+) -> UpstreamStatusError:
     message, code, param = _error_fields(body)
     if message is None:
         message = f"upstream answered HTTP {status}"
-    message = message[:_MAX_MESSAGE_CHARS]
+    message = redact(message)[:_MAX_MESSAGE_CHARS]
+    code, param = redact.optional(code), redact.optional(param)
     retry_after = parse_retry_after_s(headers.get("retry-after"))
     kwargs: dict[str, Any] = {
         "provider": provider,

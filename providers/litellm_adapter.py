@@ -33,6 +33,7 @@ from providers.errors import (
 )
 from providers.litellm_errors import load_litellm, translate_litellm_error
 from providers.ratelimit_headers import parse_rate_limit_headers
+from providers.redact import Redactor
 from providers.types import JSON, ChatResult, EmbeddingsResult, RateLimitInfo, Timeouts, UpstreamCall, Usage
 
 log = logging.getLogger("providers.litellm")
@@ -137,11 +138,11 @@ class LiteLLMChunkStream:
     is closed as well.
     """
 
-    def __init__(self, wrapper: Any, provider: str, secret: str | None, timeouts: Timeouts, deadline: float):
+    def __init__(self, wrapper: Any, provider: str, redact: Redactor, timeouts: Timeouts, deadline: float):
         self._wrapper = wrapper
         self._inner = getattr(wrapper, "completion_stream", None)
         self._provider = provider
-        self._secret = secret
+        self._redact = redact
         self._idle_s = timeouts.idle_timeout_ms / 1000
         self._first_byte_s = timeouts.first_byte_timeout_ms / 1000
         self._deadline = deadline
@@ -167,7 +168,7 @@ class LiteLLMChunkStream:
                 f"no chunk within the {phase} timeout", provider=self._provider, phase=phase
             ) from None
         except Exception as exc:
-            raise translate_litellm_error(exc, self._provider, self._secret) from None
+            raise translate_litellm_error(exc, self._provider, self._redact) from None
 
     async def __aiter__(self) -> AsyncIterator[JSON]:
         iterator = self._wrapper.__aiter__()
@@ -227,10 +228,13 @@ class LiteLLMAdapter:
         api_key: str | None = None,
         api_base: str | None = None,
         extra_headers: dict[str, str] | None = None,
+        redact: Redactor | None = None,
     ) -> None:
         self.name = name
         self.litellm_provider = litellm_provider
         self._api_key = api_key
+        # The runtime passes one Redactor knowing every configured secret; alone, this key.
+        self._redact = redact or Redactor([api_key])
         self._api_base = api_base.rstrip("/") if api_base else None
         self._extra_headers = dict(extra_headers or {})
 
@@ -266,7 +270,7 @@ class LiteLLMAdapter:
                 f"no answer within the {phase} timeout", provider=self.name, phase=phase
             ) from None
         except Exception as exc:
-            raise translate_litellm_error(exc, self.name, self._api_key) from None
+            raise translate_litellm_error(exc, self.name, self._redact) from None
 
     async def chat(self, call: UpstreamCall) -> ChatResult:
         litellm = load_litellm()
@@ -288,7 +292,7 @@ class LiteLLMAdapter:
         total_s = timeouts.total_timeout_ms / 1000
         wait_s, phase = (total_s, "total") if total_s < first_byte_s else (first_byte_s, "first_byte")
         wrapper = await self._call(litellm.acompletion, kwargs, wait_s, phase)
-        return LiteLLMChunkStream(wrapper, self.name, self._api_key, timeouts, deadline)
+        return LiteLLMChunkStream(wrapper, self.name, self._redact, timeouts, deadline)
 
     async def embeddings(self, call: UpstreamCall) -> EmbeddingsResult:
         litellm = load_litellm()

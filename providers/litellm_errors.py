@@ -23,9 +23,9 @@ InternalServerError (or APIConnectionError) caused by `httpx.ConnectError` /
 (an HTML page with status 200) arrives as APIConnectionError caused by the parser's
 error (no connection failure in the chain), and becomes UpstreamProtocolError.
 
-Messages are the upstream's own error message (cut to 500 characters), with the
-configured API key scrubbed out should an upstream ever echo it; auth errors get a
-fixed message.
+Messages are the upstream's own error message (cut to 500 characters), scrubbed of
+secrets by the same `providers.redact.Redactor` the OpenAI-compatible path uses,
+should an upstream ever echo them; auth errors get a fixed message.
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ from providers.errors import (
     UpstreamUnavailable,
 )
 from providers.ratelimit_headers import parse_retry_after_s
+from providers.redact import NO_SECRETS, Redactor
 
 _MAX_MESSAGE_CHARS = 500
 _LITELLM_PREFIX = re.compile(r"^litellm\.\w+:\s*")
@@ -121,10 +122,8 @@ def _upstream_message(exc: BaseException) -> str:
     return first_line or type(exc).__name__
 
 
-def _scrub(message: str, secret: str | None) -> str:
-    if secret and len(secret) >= 4:
-        message = message.replace(secret, "***")
-    return message[:_MAX_MESSAGE_CHARS]
+def _scrub(message: str, redact: Redactor) -> str:
+    return redact(message)[:_MAX_MESSAGE_CHARS]
 
 
 def _wire_cause(exc: BaseException) -> type[ProviderError] | None:
@@ -163,7 +162,9 @@ def _target(exc: BaseException) -> type[ProviderError]:
     return target
 
 
-def translate_litellm_error(exc: BaseException, provider: str, secret: str | None = None) -> ProviderError:
+def translate_litellm_error(
+    exc: BaseException, provider: str, redact: Redactor = NO_SECRETS
+) -> ProviderError:
     """Map one litellm exception to our hierarchy, by class; see the module docstring."""
     if isinstance(exc, ProviderError):
         return exc
@@ -179,14 +180,14 @@ def translate_litellm_error(exc: BaseException, provider: str, secret: str | Non
         return UpstreamConnectError("could not connect to the upstream", provider=provider)
     if target is UpstreamProtocolError:
         return UpstreamProtocolError(
-            f"upstream failure ({type(exc).__name__}): {_scrub(_upstream_message(exc), secret)}",
+            f"upstream failure ({type(exc).__name__}): {_scrub(_upstream_message(exc), redact)}",
             provider=provider,
         )
     status_class, default_status = _STATUS_CLASSES[target]
     message = (
         "the provider rejected the gateway's credentials"
         if status_class is UpstreamAuthError
-        else _scrub(_upstream_message(exc), secret)
+        else _scrub(_upstream_message(exc), redact)
     )
     retry_after = parse_retry_after_s(_headers_of(exc).get("retry-after"))
     return status_class(

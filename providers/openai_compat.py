@@ -17,6 +17,7 @@ from providers.classify import classify_status
 from providers.errors import UpstreamProtocolError, UpstreamStreamError
 from providers.quirks import Quirks, StreamNormaliser
 from providers.ratelimit_headers import parse_rate_limit_headers
+from providers.redact import Redactor
 from providers.sse import SSEDecoder
 from providers.transport import RawStream, Transport
 from providers.types import JSON, ChatResult, EmbeddingsResult, RateLimitInfo, UpstreamCall, Usage
@@ -52,12 +53,13 @@ class OpenAIChunkStream:
     `UpstreamStreamError` for an error event inside the stream.
     """
 
-    __slots__ = ("_normaliser", "_provider", "_raw", "rate_limit")
+    __slots__ = ("_normaliser", "_provider", "_raw", "_redact", "rate_limit")
 
-    def __init__(self, raw: RawStream, normaliser: StreamNormaliser, provider: str) -> None:
+    def __init__(self, raw: RawStream, normaliser: StreamNormaliser, provider: str, redact: Redactor) -> None:
         self._raw = raw
         self._normaliser = normaliser
         self._provider = provider
+        self._redact = redact
         self.rate_limit: RateLimitInfo = parse_rate_limit_headers(raw.headers)
 
     async def __aiter__(self) -> AsyncIterator[JSON]:
@@ -74,7 +76,7 @@ class OpenAIChunkStream:
                     chunk = _parse_json_object(event.data, self._provider, "stream chunk")
                     if "error" in chunk and not chunk.get("choices"):
                         raise UpstreamStreamError(
-                            _stream_error_message(chunk["error"]), provider=self._provider
+                            self._redact(_stream_error_message(chunk["error"])), provider=self._provider
                         )
                     self._normaliser.chunk(chunk)
                     choices = chunk.get("choices")
@@ -104,8 +106,11 @@ class OpenAICompatAdapter:
         api_key: str | None = None,
         quirks: Quirks | None = None,
         extra_headers: dict[str, str] | None = None,
+        redact: Redactor | None = None,
     ) -> None:
         self.name = name
+        # The runtime passes one Redactor knowing every configured secret; alone, this key.
+        self._redact = redact or Redactor([api_key])
         base = base_url.rstrip("/")
         self._chat_url = f"{base}/chat/completions"
         self._embeddings_url = f"{base}/embeddings"
@@ -130,7 +135,7 @@ class OpenAICompatAdapter:
             self._chat_url, body, self._headers_for(self._headers, call), call.timeouts, self.name
         )
         if raw.status >= 400:
-            raise classify_status(raw.status, raw.headers, raw.body, self.name)
+            raise classify_status(raw.status, raw.headers, raw.body, self.name, self._redact)
         parsed = _parse_json_object(raw.body, self.name, "response")
         if not isinstance(parsed.get("choices"), list):
             raise UpstreamProtocolError("the upstream response has no choices", provider=self.name)
@@ -149,8 +154,8 @@ class OpenAICompatAdapter:
                 error_body = await raw.read_all()
             finally:
                 await raw.aclose()
-            raise classify_status(raw.status, raw.headers, error_body, self.name)
-        return OpenAIChunkStream(raw, self._quirks.stream(), self.name)
+            raise classify_status(raw.status, raw.headers, error_body, self.name, self._redact)
+        return OpenAIChunkStream(raw, self._quirks.stream(), self.name, self._redact)
 
     async def embeddings(self, call: UpstreamCall) -> EmbeddingsResult:
         body = orjson.dumps(call.body)
@@ -158,7 +163,7 @@ class OpenAICompatAdapter:
             self._embeddings_url, body, self._headers_for(self._headers, call), call.timeouts, self.name
         )
         if raw.status >= 400:
-            raise classify_status(raw.status, raw.headers, raw.body, self.name)
+            raise classify_status(raw.status, raw.headers, raw.body, self.name, self._redact)
         parsed = _parse_json_object(raw.body, self.name, "response")
         if not isinstance(parsed.get("data"), list):
             raise UpstreamProtocolError("the upstream embeddings response has no data", provider=self.name)

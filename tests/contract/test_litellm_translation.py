@@ -34,6 +34,7 @@ from providers.errors import (
 )
 from providers.litellm_adapter import LiteLLMAdapter
 from providers.litellm_errors import translate_litellm_error
+from providers.redact import Redactor
 from tests.contract.recordings import API_KEY
 
 REPO = Path(__file__).resolve().parents[2]
@@ -149,7 +150,7 @@ def test_translation_reads_retry_after_and_scrubs_the_key(litellm: ModuleType) -
         response=_response(429, {"retry-after": "12"}),
     )
 
-    error = translate_litellm_error(limited, "anthropic", API_KEY)
+    error = translate_litellm_error(limited, "anthropic", Redactor([API_KEY]))
 
     assert isinstance(error, UpstreamRateLimited)
     assert (error.status, error.retry_after_s) == (429, 12.0)
