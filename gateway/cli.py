@@ -45,6 +45,7 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from gateway.app import create_app
+    from gateway.server import server_config
 
     if path == DEMO_CONFIG_PATH:
         log.warning("no config given: using the demo config, where every provider is SIMULATED on loopback")
@@ -63,17 +64,17 @@ def serve(args: argparse.Namespace) -> int:
     # collector's reach, so full collections stop scanning it (they made the p99 tail).
     gc.collect()
     gc.freeze()
-    uvicorn.run(
+    server = server_config(
         app,
+        settings,
         host=args.host,
         port=args.port,
-        loop="uvloop",
-        http="httptools",
         log_level=settings.log_level.lower(),
         log_config=None,  # uvicorn's loggers go through ours (and so in --log-format)
         access_log=args.access_log,
         timeout_graceful_shutdown=30,
     )
+    uvicorn.Server(server).run()
     if tracer_provider is not None:
         tracer_provider.shutdown()  # export what is still batched
     return 0

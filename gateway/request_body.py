@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from gateway.errors import GatewayError
 
@@ -34,11 +34,14 @@ async def read_json_object(request: Request, max_bytes: int) -> JSON:
         raise _too_large(max_bytes)
     parts: list[bytes] = []
     size = 0
-    async for part in request.stream():
-        size += len(part)
-        if size > max_bytes:
-            raise _too_large(max_bytes)
-        parts.append(part)
+    try:
+        async for part in request.stream():
+            size += len(part)
+            if size > max_bytes:
+                raise _too_large(max_bytes)
+            parts.append(part)
+    except ClientDisconnect:  # gone, or cut off by the body deadline (gateway.server): nobody to answer
+        raise GatewayError(408, "the request body did not arrive", code="request_timeout") from None
     raw = b"".join(parts)
     if not raw.strip():
         raise GatewayError(400, "the request body is empty; send a JSON object", code="invalid_json")

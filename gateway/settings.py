@@ -33,6 +33,14 @@ class Settings(BaseSettings):
     admin_key: SecretStr | None = Field(None, validation_alias=_env("GATEWAY_ADMIN_KEY"))
     config_path: Path | None = Field(None, validation_alias=_env("GATEWAY_CONFIG"))
     max_body_bytes: int = Field(10 * 1024 * 1024, gt=0, validation_alias=_env("GATEWAY_MAX_BODY_BYTES"))
+    # HTTP limits, enforced before any route runs (gateway.server).
+    max_header_bytes: int = Field(64 * 1024, ge=1024, validation_alias=_env("GATEWAY_MAX_HEADER_BYTES"))
+    header_timeout_s: float = Field(10.0, gt=0, validation_alias=_env("GATEWAY_HEADER_TIMEOUT_S"))
+    body_timeout_s: float = Field(60.0, gt=0, validation_alias=_env("GATEWAY_BODY_TIMEOUT_S"))
+    max_connections: int = Field(1024, ge=1, validation_alias=_env("GATEWAY_MAX_CONNECTIONS"))
+    idle_connection_timeout_s: int = Field(
+        5, ge=1, validation_alias=_env("GATEWAY_IDLE_CONNECTION_TIMEOUT_S")
+    )
     keepalive_interval_s: float = Field(5.0, gt=0, validation_alias=_env("GATEWAY_KEEPALIVE_S"))
     http_client: Literal["aiohttp", "httpx"] = Field("aiohttp", validation_alias=_env("GATEWAY_HTTP_CLIENT"))
     log_level: str = Field("info", validation_alias=_env("GATEWAY_LOG_LEVEL"))

@@ -19,29 +19,35 @@ import uvicorn
 
 from gateway.app import create_app
 from gateway.config import parse_config
+from gateway.server import server_config
 from gateway.settings import Settings
 
 STARTUP_TIMEOUT_S = 20.0
 
 
 class ServerThread:
-    """An ASGI app served by uvicorn on 127.0.0.1:<free port> in a daemon thread."""
+    """An ASGI app served by uvicorn on 127.0.0.1:<free port> in a daemon thread.
 
-    def __init__(self, app: Any) -> None:
+    With `settings`, the server is configured exactly as `gateway serve` configures it
+    (gateway.server: the HTTP limits); without, it is a plain uvicorn (fake upstreams).
+    """
+
+    def __init__(self, app: Any, settings: Settings | None = None) -> None:
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", 0))
         self.port: int = self._sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(
-            app,
-            lifespan="on",
-            log_level="warning",
-            access_log=False,
-            loop="uvloop",
-            http="httptools",
-            timeout_graceful_shutdown=2,
-        )
+        options: dict[str, Any] = {
+            "lifespan": "on",
+            "log_level": "warning",
+            "access_log": False,
+            "timeout_graceful_shutdown": 2,
+        }
+        if settings is not None:
+            config = server_config(app, settings, **options)
+        else:
+            config = uvicorn.Config(app, loop="uvloop", http="httptools", **options)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._run, daemon=True, name=f"server-{self.port}")
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -88,7 +94,8 @@ def settings(**overrides: Any) -> Settings:
 
 def start_gateway(config_yaml: str, **setting_overrides: Any) -> ServerThread:
     config = parse_config(config_yaml, "test-config.yaml")
-    return ServerThread(create_app(settings(**setting_overrides), config)).start()
+    resolved = settings(**setting_overrides)
+    return ServerThread(create_app(resolved, config), resolved).start()
 
 
 def config_for(

@@ -1,0 +1,148 @@
+"""The HTTP server's configuration and its limits, the same for `gateway serve` and tests.
+
+uvicorn's httptools protocol (the fast one, which the gateway runs) enforces none of
+the limits a server facing the internet needs: it buffers a header block of any size,
+waits forever for a head or a body that never completes, and accepts any number of
+connections (`limit_concurrency` only answers 503 after reading a whole head, and
+`h11_max_incomplete_event_size` applies to the slower h11 protocol only). So the
+protocol is subclassed here, adding at the connection level, before any ASGI code:
+
+- a cap on the request head (request line plus headers): over it → 431, closed;
+- a deadline for the head, counted from the connection's first byte (or its opening):
+  missed → 408, closed — this is what stops slow-loris clients;
+- a deadline for the whole body once the head is in: missed → 408, closed;
+- a cap on open connections: one more is answered 503 at once and closed.
+
+Each refusal is a complete HTTP response carrying OpenAI's error envelope, then the
+connection is closed. The only work on the hot path is a counter and a timer per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from gateway.settings import Settings
+
+_REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large", 503: b"Service Unavailable"}
+
+
+@dataclass(frozen=True, slots=True)
+class HttpLimits:
+    max_header_bytes: int
+    header_timeout_s: float
+    body_timeout_s: float
+    max_connections: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> HttpLimits:
+        return cls(
+            settings.max_header_bytes,
+            settings.header_timeout_s,
+            settings.body_timeout_s,
+            settings.max_connections,
+        )
+
+
+def refusal(status: int, message: str, code: str) -> bytes:
+    """A whole HTTP/1.1 response with OpenAI's error envelope, announcing the close."""
+    body = orjson.dumps(
+        {"error": {"message": message, "type": "invalid_request_error", "code": code, "param": None}}
+    )
+    head = (
+        b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
+        % (status, _REASONS[status], len(body))
+    )
+    return head + body
+
+
+class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with the limits above; `limits` is set per server."""
+
+    limits: HttpLimits
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._head_bytes = 0
+        self._reading_head = True
+        self._deadline: asyncio.TimerHandle | None = None
+        if len(self.connections) > self.limits.max_connections:
+            self._refuse(
+                503, "the gateway has too many open connections; retry shortly", "too_many_connections"
+            )
+            return
+        self._arm(self.limits.header_timeout_s)  # a connection that never sends a byte is closed too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._reading_head and self._deadline is None:
+            self._arm(self.limits.header_timeout_s)  # the next request on a kept-alive connection
+        super().data_received(data)
+        if self._reading_head and not self.transport.is_closing():
+            # While the head is incomplete every byte fed so far belongs to it.
+            self._head_bytes += len(data)
+            if self._head_bytes > self.limits.max_header_bytes:
+                message = (
+                    f"the request's headers are larger than the limit of {self.limits.max_header_bytes} bytes"
+                )
+                self._refuse(431, message, "headers_too_large")
+
+    def on_headers_complete(self) -> None:
+        self._reading_head = False
+        self._head_bytes = 0
+        self._arm(self.limits.body_timeout_s)
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._disarm()
+        self._reading_head = True
+        super().on_message_complete()
+
+    def _arm(self, seconds: float) -> None:
+        self._disarm()
+        self._deadline = self.loop.call_later(seconds, self._timed_out)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _timed_out(self) -> None:
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        what = "headers" if self._reading_head else "body"
+        if self.cycle is not None and not self._reading_head and self.cycle.response_started:
+            self.transport.close()  # the app already answered; only the connection is left to end
+            return
+        self._refuse(408, f"the request's {what} did not arrive in time", "request_timeout")
+
+    def _refuse(self, status: int, message: str, code: str) -> None:
+        self._disarm()
+        self.transport.write(refusal(status, message, code))
+        self.transport.close()
+
+
+def protocol_class(limits: HttpLimits) -> type[GuardedHttpToolsProtocol]:
+    return type("GuardedHttpToolsProtocol", (GuardedHttpToolsProtocol,), {"limits": limits})
+
+
+def server_config(app: Any, settings: Settings, **options: Any) -> uvicorn.Config:
+    """The one uvicorn.Config the gateway runs with; `options` adds host, port, logging."""
+    limits = HttpLimits.from_settings(settings)
+    return uvicorn.Config(
+        app,
+        loop="uvloop",
+        http=protocol_class(limits),
+        h11_max_incomplete_event_size=limits.max_header_bytes,  # the same cap, should h11 ever be used
+        timeout_keep_alive=settings.idle_connection_timeout_s,
+        **options,
+    )
