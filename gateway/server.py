@@ -20,7 +20,7 @@ connection is closed. The only work on the hot path is a counter and a timer per
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import orjson
@@ -41,12 +41,7 @@ class HttpLimits:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> HttpLimits:
-        return cls(
-            settings.max_header_bytes,
-            settings.header_timeout_s,
-            settings.body_timeout_s,
-            settings.max_connections,
-        )
+        return cls(**{f.name: getattr(settings, f.name) for f in fields(cls)})  # same names as Settings
 
 
 def refusal(status: int, message: str, code: str) -> bytes:
