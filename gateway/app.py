@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -24,6 +25,7 @@ from gateway.accounts import AccountsMiddleware
 from gateway.admin.rag_routes import rag_admin_routes
 from gateway.admin.reports import report_routes
 from gateway.admin.routes import admin_routes
+from gateway.browser_guard import BrowserGuard, split_list
 from gateway.config import GatewayConfig
 from gateway.dashboard.pages import dashboard_routes
 from gateway.errors import GatewayError, error_response
@@ -101,4 +103,8 @@ def create_app(settings: Settings, config: GatewayConfig) -> ASGIApp:
         exception_handlers={GatewayError: _gateway_error, HTTPException: _http_error, Exception: _unexpected},
         lifespan=lifespan,
     )
-    return RequestIdMiddleware(TracingMiddleware(AccountsMiddleware(app, settings)))
+    inner: ASGIApp = TracingMiddleware(AccountsMiddleware(app, settings))
+    origins = split_list(settings.cors_origins)
+    if origins:  # no CORS headers at all unless origins are configured
+        inner = CORSMiddleware(inner, allow_origins=list(origins), allow_methods=["*"], allow_headers=["*"])
+    return RequestIdMiddleware(BrowserGuard(inner, settings))

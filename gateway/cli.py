@@ -4,24 +4,15 @@ from __future__ import annotations
 
 import argparse
 import gc
-import ipaddress
 import logging
 import sys
 from pathlib import Path
 
+from gateway.browser_guard import is_loopback
 from gateway.config import DEMO_CONFIG_PATH, ConfigError, load_config
 from gateway.settings import Settings
 
 log = logging.getLogger("gateway")
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def serve(args: argparse.Namespace) -> int:

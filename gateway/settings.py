@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     idle_connection_timeout_s: int = Field(
         5, ge=1, validation_alias=_env("GATEWAY_IDLE_CONNECTION_TIMEOUT_S")
     )
+    # Browser protections (gateway.browser_guard): comma-separated lists.
+    allowed_hosts: str = Field("", validation_alias=_env("GATEWAY_ALLOWED_HOSTS"))
+    cors_origins: str = Field("", validation_alias=_env("GATEWAY_CORS_ORIGINS"))
     keepalive_interval_s: float = Field(5.0, gt=0, validation_alias=_env("GATEWAY_KEEPALIVE_S"))
     http_client: Literal["aiohttp", "httpx"] = Field("aiohttp", validation_alias=_env("GATEWAY_HTTP_CLIENT"))
     log_level: str = Field("info", validation_alias=_env("GATEWAY_LOG_LEVEL"))
