@@ -86,7 +86,7 @@ def test_connections_over_the_cap_get_503(fake, gateway):
     held = [_connect(gw.url) for _ in range(3)]
     try:
         for sock in held:  # each one fully open and served
-            sock.sendall(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
+            sock.sendall(b"GET /health HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
             assert sock.recv(4096).startswith(b"HTTP/1.1 200")
         with _connect(gw.url) as extra:
             status, error = _status_and_error(_read_until_closed(extra))
