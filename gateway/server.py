@@ -63,8 +63,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._head_bytes = 0
+        self._head_bytes = 0  # bytes received of a head not yet complete
+        self._head_size = 0  # request line and headers parsed so far
+        self._heads = 0  # heads completed on this connection
         self._reading_head = True
+        self._refused = False
         self._deadline: asyncio.TimerHandle | None = None
         if len(self.connections) > self.limits.max_connections:
             self._refuse(
@@ -78,28 +81,56 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
         if self._reading_head and self._deadline is None:
             self._arm(self.limits.header_timeout_s)  # the next request on a kept-alive connection
+        heads = self._heads
         super().data_received(data)
-        if self._reading_head and not self.transport.is_closing():
-            # While the head is incomplete every byte fed so far belongs to it.
+        if self._reading_head and heads == self._heads and not self._refused:
+            # No head completed in this chunk, so all of it belongs to the head being read:
+            # this bounds what the parser buffers for a head that never ends.
             self._head_bytes += len(data)
             if self._head_bytes > self.limits.max_header_bytes:
-                message = (
-                    f"the request's headers are larger than the limit of {self.limits.max_header_bytes} bytes"
-                )
-                self._refuse(431, message, "headers_too_large")
+                self._too_large()
+
+    def on_message_begin(self) -> None:
+        self._head_bytes = self._head_size = 0
+        super().on_message_begin()
+
+    def on_url(self, url: bytes) -> None:
+        self._head_size += len(url)
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_size += len(name) + len(value) + 4  # ": " and CRLF
+        super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
         self._reading_head = False
-        self._head_bytes = 0
+        self._heads += 1
+        if self._head_size > self.limits.max_header_bytes:  # a whole head that came in one read
+            self._too_large()
+            return
         self._arm(self.limits.body_timeout_s)
         super().on_headers_complete()
 
+    def on_body(self, body: bytes) -> None:
+        if not self._refused:
+            super().on_body(body)
+
     def on_message_complete(self) -> None:
+        if self._refused:
+            return
         self._disarm()
         self._reading_head = True
         super().on_message_complete()
+
+    def _too_large(self) -> None:
+        limit = self.limits.max_header_bytes
+        self._refuse(
+            431, f"the request's headers are larger than the limit of {limit} bytes", "headers_too_large"
+        )
 
     def _arm(self, seconds: float) -> None:
         self._disarm()
@@ -112,7 +143,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def _timed_out(self) -> None:
         self._deadline = None
-        if self.transport.is_closing():
+        if self._refused or self.transport.is_closing():
             return
         what = "headers" if self._reading_head else "body"
         if self.cycle is not None and not self._reading_head and self.cycle.response_started:
@@ -121,6 +152,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._refuse(408, f"the request's {what} did not arrive in time", "request_timeout")
 
     def _refuse(self, status: int, message: str, code: str) -> None:
+        self._refused = True
         self._disarm()
         self.transport.write(refusal(status, message, code))
         self.transport.close()

@@ -56,9 +56,14 @@ def test_oversized_header_block_is_431_and_closed(fake, gateway):
             pass
         status, error = _status_and_error(_read_until_closed(sock))
     assert status == 431 and error["code"] == "headers_too_large" and "16384" in error["message"]
-    # Headers under the limit are fine.
+    # Headers under the limit are fine, and so is a body far over it arriving with the head.
     ok = httpx.get(f"{gw.url}/health", headers={"x-filler": "a" * 8 * 1024})
     assert ok.status_code == 200
+    big = {"model": "m", "messages": [{"role": "user", "content": "word " * 20_000}]}
+    with _connect(gw.url) as sock:
+        payload = json.dumps(big).encode()
+        sock.sendall(REQUEST + b"content-length: %d\r\nconnection: close\r\n\r\n" % len(payload) + payload)
+        assert _read_until_closed(sock).startswith(b"HTTP/1.1 200")
 
 
 def test_stalled_head_and_silent_connection_are_cut_off_with_408(fake, gateway):

@@ -113,3 +113,22 @@ def test_tpm_without_max_tokens_reserves_the_configured_default(fake, gateway, t
         return probe.status_code == 200 and int(probe.headers["x-ratelimit-remaining-tokens"]) > 60
 
     wait_for(settled, timeout_s=5)
+
+
+def test_tokens_reserved_by_a_request_the_budget_refuses_are_given_back(fake, gateway, tmp_path):
+    """A 402 after the tpm reservation must not eat the minute's tokens: it stays 402, never 429."""
+    gw = _start(gateway, config_for({"a": fake().url}), tmp_path)
+    key = new_key(gw.url, tpm=100, budget_usd=0.000001, budget_period="day")
+    headers = {"authorization": f"Bearer {key['key']}"}
+    body = {"model": "m", "messages": HI, "max_tokens": 10}
+    assert httpx.post(f"{gw.url}/v1/chat/completions", json=body, headers=headers).status_code == 200
+
+    def refused() -> int | None:
+        status = httpx.post(f"{gw.url}/v1/chat/completions", json=body, headers=headers).status_code
+        return status if status != 200 else None
+
+    assert wait_for(refused, timeout_s=5) == 402  # the first answer's cost has settled
+    statuses = [
+        httpx.post(f"{gw.url}/v1/chat/completions", json=body, headers=headers).status_code for _ in range(8)
+    ]
+    assert statuses == [402] * 8, statuses  # each held ~20 tokens for a moment; 8 x 20 > 100 if kept

@@ -112,12 +112,18 @@ class Limiter:
         if key is not None:
             _check_allowed(key, models)
             try:
-                prompt, completion = estimate_tokens(body, self._default_completion)
+                prompt, completion = (
+                    estimate_tokens(body, self._default_completion)
+                    if key.tpm or key.budget_usd is not None
+                    else (0, 0)
+                )
                 await self._rates(key, admission, prompt + completion)
                 if key.budget_usd is not None:
                     cost = (prompt * prices[0] + completion * prices[1]) / 1e6
                     await self._reserve(key, admission, cost)
             except GatewayError:
+                if admission.tokens_reserved:  # refused after reserving tokens (402): give them back
+                    self._spawn(self._settle(admission, 0.0, 0))
                 raise
             except Exception as exc:  # Redis away: serve rather than refuse everyone
                 log.warning("limit check for %s failed open: %s: %s", key.id, type(exc).__name__, exc)
