@@ -10,7 +10,7 @@ and spend. So, before any route runs:
 - Origin: a state-changing request (any method but GET/HEAD/OPTIONS) that carries
   an `Origin` must come from the gateway's own origin or one of
   `GATEWAY_CORS_ORIGINS`. SDKs and curl send no Origin; browsers always do.
-- Admin mutations must be JSON (`content-type: application/json`), a type no
+- Admin API writes must be JSON (`content-type: application/json`), a type no
   cross-site form can send and no cross-site `fetch` can send without a CORS
   preflight — which the gateway answers only for configured origins.
 
@@ -81,7 +81,7 @@ class BrowserGuard:
                 code="origin_not_allowed",
             )
         is_json = content_type.split(";", 1)[0].strip() == "application/json"
-        if scope["path"].startswith("/admin/") and scope["method"] == "POST" and not is_json:
+        if scope["path"].startswith("/admin/api/") and scope["method"] == "POST" and not is_json:
             return GatewayError(
                 415, "admin API requests must be sent as content-type: application/json", code="not_json"
             )
