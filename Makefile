@@ -36,8 +36,11 @@ browser:
 serve: $(STAMP) $(CHARTS)
 	$(BIN)/gateway serve --host $(HOST) --port $(PORT) $(if $(CONFIG),--config $(CONFIG))
 
+# Two workers (pytest-xdist) in random order (pytest-randomly; the seed is printed,
+# re-run an order with PYTEST_ARGS=--randomly-seed=N).
+TEST_WORKERS ?= 2
 test: $(STAMP) $(CHARTS) browser
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

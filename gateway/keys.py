@@ -180,8 +180,10 @@ class KeyCache:
         load: Callable[[str], Awaitable[KeyRecord | None]],
         ttl_s: float = 5.0,
         negative_ttl_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._load = load
+        self._clock = clock  # injectable so expiry is tested without sleeping
         self._ttl_s = ttl_s
         self._negative_ttl_s = negative_ttl_s
         self._entries: dict[str, tuple[KeyRecord | None, float]] = {}
@@ -190,7 +192,7 @@ class KeyCache:
     async def lookup(self, secret: str) -> KeyRecord | None:
         digest = hash_key(secret)
         entry = self._entries.get(digest)
-        if entry is not None and entry[1] > time.monotonic():
+        if entry is not None and entry[1] > self._clock():
             return self._live(entry[0], digest)
         pending = self._pending.get(digest)
         if pending is None:
@@ -210,7 +212,7 @@ class KeyCache:
         ttl = self._ttl_s if record is not None else self._negative_ttl_s
         if len(self._entries) > 100_000:
             self._entries.clear()
-        self._entries[digest] = (record, time.monotonic() + ttl)
+        self._entries[digest] = (record, self._clock() + ttl)
         return record
 
     @staticmethod

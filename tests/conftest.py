@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from gateway.simulator import Behaviour, Simulator, SimulatorServer
-from tests.harness import ServerThread, start_gateway
+from tests.harness import ServerThread, new_test_namespace, start_gateway
 
 
 class Fake:
@@ -23,6 +23,12 @@ class Fake:
         self.sim = sim
         self.server = server
         self.url = url
+
+
+@pytest.fixture(autouse=True)
+def _isolated_namespace() -> str:
+    """Each test's gateways share a Redis key prefix of their own (see harness.current_namespace)."""
+    return new_test_namespace()
 
 
 @pytest.fixture

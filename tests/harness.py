@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,6 +28,50 @@ from gateway.server import server_config
 from gateway.settings import Settings
 
 STARTUP_TIMEOUT_S = 20.0
+
+# Variables a gateway process reads from its environment. Test gateways get none of the
+# developer's: only what a test passes (see clean_env and IsolatedSettings).
+_GATEWAY_ENV_PREFIXES = ("GATEWAY_", "OTEL_")
+_GATEWAY_ENV_NAMES = {"DATABASE_URL", "REDIS_URL", "QDRANT_URL"}
+
+# The test that is running: gateways started within one test share a Redis namespace
+# (they are replicas of one deployment); gateways of different tests never do.
+_namespace = ["gwtest-" + uuid.uuid4().hex[:12]]
+
+
+def new_test_namespace() -> str:
+    """Start a fresh namespace (called before every test by an autouse fixture)."""
+    _namespace[0] = "gwtest-" + uuid.uuid4().hex[:12]
+    return _namespace[0]
+
+
+def current_namespace() -> str:
+    """The Redis key prefix that gateways of the running test use unless their config names one."""
+    return _namespace[0]
+
+
+def reserve_port() -> socket.socket:
+    """A bound (not listening) loopback socket that holds a free port until it is closed.
+
+    SO_REUSEADDR lets a server we start (uvicorn, redis-server: both set it) bind and
+    listen on the same port meanwhile, while the kernel hands it to nobody else, so no
+    parallel test can take the port between choosing it and the server binding it.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """os.environ without anything a gateway reads (DATABASE_URL, REDIS_URL, GATEWAY_*…), plus `extra`."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in _GATEWAY_ENV_NAMES and not k.startswith(_GATEWAY_ENV_PREFIXES)
+    }
+    env.update(extra)
+    return env
 
 
 class ServerThread:
@@ -51,13 +100,41 @@ class ServerThread:
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._run, daemon=True, name=f"server-{self.port}")
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.on_stop: list[Callable[[], None]] = []
+        self.loop_errors: list[str] = []  # what reached the loop's exception handler
 
     def _run(self) -> None:
         import uvloop
 
         self.loop = uvloop.new_event_loop()
+        self.loop.set_exception_handler(self._on_loop_error)
         asyncio.set_event_loop(self.loop)
         self.loop.run_until_complete(self._server.serve(sockets=[self._sock]))
+
+    def _on_loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        self.loop_errors.append(str(context.get("message")))
+        loop.default_exception_handler(context)
+
+    def report_unclosed(self) -> None:
+        """From now on, an upstream response dropped without being closed shows in `unclosed()`.
+
+        aiohttp reports a response that is garbage-collected while still open only when the
+        loop is in debug mode; collection closes the socket too, so without this a gateway
+        that never closes an upstream looks, from outside, like one that does.
+        """
+
+        async def debug_on() -> None:
+            asyncio.get_running_loop().set_debug(True)
+
+        assert self.loop is not None
+        asyncio.run_coroutine_threadsafe(debug_on(), self.loop).result(timeout=5)
+
+    def unclosed(self) -> list[str]:
+        """Upstream responses the gateway dropped without closing them (see `report_unclosed`)."""
+        import gc
+
+        gc.collect()
+        return [m for m in self.loop_errors if m.startswith("Unclosed")]
 
     def start(self) -> ServerThread:
         self._thread.start()
@@ -74,6 +151,9 @@ class ServerThread:
         self._server.should_exit = True
         self._thread.join(timeout=10)
         self._sock.close()
+        for cleanup in self.on_stop:
+            cleanup()
+        self.on_stop.clear()
 
     def __enter__(self) -> ServerThread:
         return self.start()
@@ -82,20 +162,49 @@ class ServerThread:
         self.stop()
 
 
-def settings(**overrides: Any) -> Settings:
-    tmp = os.environ.get("TMPDIR", "/tmp")
+class IsolatedSettings(Settings):
+    """Settings from the arguments only: no environment variables, no .env file.
+
+    A developer's exported REDIS_URL, DATABASE_URL or GATEWAY_* must not change what a
+    test gateway does, so every source but the constructor's arguments is dropped.
+    """
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[Any],
+        init_settings: Any,
+        env_settings: Any,
+        dotenv_settings: Any,
+        file_secret_settings: Any,
+    ) -> tuple[Any, ...]:
+        return (init_settings,)
+
+
+def settings(home: Path, **overrides: Any) -> Settings:
+    """Settings of one test gateway: its own SQLite file and ledger spool under `home`."""
     base: dict[str, Any] = {
-        "database_url": f"sqlite+aiosqlite:///{tmp}/gw-test.db",
-        "ledger_spool_dir": f"{tmp}/gw-test-spool",
+        "database_url": f"sqlite+aiosqlite:///{home}/gateway.db",
+        "ledger_spool_dir": home / "spool",
     }
     base.update(overrides)
-    return Settings(**base)
+    return IsolatedSettings(_env_file=None, **base)
 
 
 def start_gateway(config_yaml: str, **setting_overrides: Any) -> ServerThread:
+    """A gateway in a thread with its own temp dir (removed on stop) and the test's Redis namespace."""
     config = parse_config(config_yaml, "test-config.yaml")
-    resolved = settings(**setting_overrides)
-    return ServerThread(create_app(resolved, config), resolved).start()
+    if "state_prefix" not in config.routing.model_fields_set:
+        config.routing.state_prefix = current_namespace()
+    home = Path(tempfile.mkdtemp(prefix="gw-"))
+    try:
+        resolved = settings(home, **setting_overrides)
+        server = ServerThread(create_app(resolved, config), resolved)
+        server.on_stop.append(lambda: shutil.rmtree(home, ignore_errors=True))
+        return server.start()
+    except BaseException:
+        shutil.rmtree(home, ignore_errors=True)
+        raise
 
 
 def config_for(
@@ -263,20 +372,40 @@ def wait_for(predicate: Any, timeout_s: float = 10.0, interval_s: float = 0.05) 
         time.sleep(interval_s)
 
 
+async def async_wait_for(predicate: Any, timeout_s: float = 10.0, interval_s: float = 0.02) -> Any:
+    """`wait_for` for code on the test's own event loop: polls without blocking the loop."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s}s (last value {value!r})")
+        await asyncio.sleep(interval_s)
+
+
 class GatewayProcess:
-    """`gateway serve` as a real process (for SIGTERM and multi-replica tests)."""
+    """`gateway serve` as a real process (for SIGTERM and multi-replica tests); no config: the demo.
+
+    Its environment is `clean_env(**env)`: none of the developer's gateway variables. Unless
+    `env` says otherwise, its database and ledger spool live beside `log_path`. The port
+    stays reserved until the process has bound it.
+    """
 
     def __init__(
         self, config_path: Any, env: dict[str, str], log_path: Any, extra_args: tuple[str, ...] = ()
     ) -> None:
-        import subprocess
         import sys
 
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = int(sock.getsockname()[1])
+        self._reservation = reserve_port()
+        self.port = int(self._reservation.getsockname()[1])
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
+        home = Path(log_path).parent
+        defaults = {
+            "DATABASE_URL": f"sqlite+aiosqlite:///{home}/gateway-{self.port}.db",
+            "GATEWAY_LEDGER_SPOOL_DIR": str(home / f"spool-{self.port}"),
+        }
         self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
             [
@@ -286,19 +415,16 @@ class GatewayProcess:
                 "serve",
                 "--port",
                 str(self.port),
-                "--config",
-                str(config_path),
+                *(["--config", str(config_path)] if config_path is not None else []),
                 *extra_args,
             ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, **env},
-            cwd=str(log_path.parent),
+            env=clean_env(**{**defaults, **env}),
+            cwd=str(home),
         )
 
     def wait_ready(self, timeout_s: float = 30.0) -> GatewayProcess:
-        import httpx
-
         def up() -> bool:
             if self.process.poll() is not None:
                 raise AssertionError(f"gateway exited early:\n{self.log_path.read_text()}")
@@ -307,13 +433,15 @@ class GatewayProcess:
             except httpx.HTTPError:
                 return False
 
-        wait_for(up, timeout_s=timeout_s, interval_s=0.1)
+        try:
+            wait_for(up, timeout_s=timeout_s, interval_s=0.1)
+        finally:
+            self._reservation.close()
         return self
 
     def stop(self, timeout_s: float = 20.0) -> int:
         """SIGTERM, then wait (bounded); SIGKILL only if it hangs."""
-        import subprocess
-
+        self._reservation.close()
         if self.process.poll() is None:
             self.process.terminate()
             try:

@@ -10,12 +10,11 @@ import contextlib
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
 
-from tests.harness import service_missing
+from tests.harness import reserve_port, service_missing
 
 
 def _bin(name: str) -> str | None:
@@ -34,9 +33,8 @@ class ThrowawayPostgres:
         self.dir = Path(tempfile.mkdtemp(prefix="gw-pg-"))
         if os.geteuid() == 0:
             shutil.chown(self.dir, "postgres", "postgres")
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = int(sock.getsockname()[1])
+        self._reservation = reserve_port()  # held for the server's life, restarts included
+        self.port = int(self._reservation.getsockname()[1])
         self.url = f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/postgres"
         self._run([initdb, "-D", str(self.dir / "data"), "-A", "trust", "-U", "postgres", "--no-sync"], 120)
 
@@ -60,3 +58,4 @@ class ThrowawayPostgres:
         with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):  # already stopped
             self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+        self._reservation.close()

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import openai
+
+from tests.harness import GatewayProcess, clean_env
 
 GATEWAY = [sys.executable, "-m", "gateway.cli"]
 
@@ -21,19 +21,13 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "GATEWAY_ADMIN_KEY"}
-    env.update(extra)
-    return env
-
-
 def test_refuses_public_bind_without_admin_key():
     result = subprocess.run(
         [*GATEWAY, "serve", "--host", "0.0.0.0", "--port", str(_free_port())],
         capture_output=True,
         text=True,
         timeout=30,
-        env=_env(),
+        env=clean_env(),
     )
     assert result.returncode == 2
     assert "GATEWAY_ADMIN_KEY" in result.stderr and "refusing" in result.stderr
@@ -47,33 +41,16 @@ def test_bad_config_exits_with_field_and_line(tmp_path: Path):
         capture_output=True,
         text=True,
         timeout=30,
-        env=_env(),
+        env=clean_env(),
     )
     assert result.returncode == 2
     assert f"{config}:3: providers[0].timeout: Extra inputs are not permitted" in result.stderr
 
 
 def test_demo_serve_routes_streams_and_costs_with_no_keys(tmp_path: Path):
-    port = _free_port()
-    log = (tmp_path / "serve.log").open("w")
-    process = subprocess.Popen(
-        [*GATEWAY, "serve", "--port", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=_env(DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path}/gw.db"),
-        cwd=tmp_path,
-    )
+    process = GatewayProcess(None, {}, tmp_path / "serve.log").wait_ready()
     try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
-            time.sleep(0.1)
+        base = process.url
         models = httpx.get(f"{base}/v1/models", timeout=5).json()["data"]
         assert models and all(m["simulated"] for m in models)
         client = openai.OpenAI(base_url=f"{base}/v1", api_key="unused", max_retries=0, timeout=30)
@@ -93,5 +70,4 @@ def test_demo_serve_routes_streams_and_costs_with_no_keys(tmp_path: Path):
         log_text = (tmp_path / "serve.log").read_text()
         assert "SIMULATED" in log_text
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        process.stop()

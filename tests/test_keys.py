@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ import pytest
 from sqlalchemy import create_engine, event, text
 
 from gateway.keys import KeyCache, KeyRecord, hash_key
-from tests.harness import config_for, database_url, runtime_of, wait_for
+from tests.harness import clean_env, config_for, database_url, runtime_of, wait_for
 
 ADMIN = "admin-secret"
 GATEWAY = [sys.executable, "-m", "gateway.cli"]
@@ -31,8 +30,7 @@ def db(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
 
 
 def cli(db: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DATABASE_URL": db}
-    env.pop("REDIS_URL", None)
+    env = clean_env(DATABASE_URL=db)
     return subprocess.run([*GATEWAY, *args], capture_output=True, text=True, timeout=60, env=env)
 
 
@@ -158,19 +156,27 @@ def test_key_lookups_stay_off_the_database(fake, gateway, tmp_path):
 async def test_key_cache_shares_one_load_and_expires():
     loads: list[str] = []
     record = KeyRecord("key_1", "n", "gw-abc", hash_key("gw-secret"))
+    gate = asyncio.Event()
+    now = [1000.0]
 
     async def load(digest: str) -> KeyRecord | None:
         loads.append(digest)
-        await asyncio.sleep(0.05)
+        await gate.wait()  # every lookup below is waiting before the first load answers
         return record if digest == record.key_hash else None
 
-    cache = KeyCache(load, ttl_s=0.2, negative_ttl_s=0.2)
-    results = await asyncio.gather(*(cache.lookup("gw-secret") for _ in range(50)))
+    cache = KeyCache(load, ttl_s=0.2, negative_ttl_s=0.2, clock=lambda: now[0])
+    lookups = [asyncio.ensure_future(cache.lookup("gw-secret")) for _ in range(50)]
+    await asyncio.sleep(0)
+    gate.set()
+    results = await asyncio.gather(*lookups)
     assert all(r is record for r in results) and len(loads) == 1
     assert await cache.lookup("gw-wrong") is None and len(loads) == 2
-    await asyncio.sleep(0.25)
+    now[0] += 0.19
     await cache.lookup("gw-secret")
-    assert len(loads) == 3
+    assert len(loads) == 2  # still fresh
+    now[0] += 0.02
+    await cache.lookup("gw-secret")
+    assert len(loads) == 3  # expired after ttl_s
     cache.invalidate("key_1")
     await cache.lookup("gw-secret")
     assert len(loads) == 4

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,7 +16,7 @@ from gateway.db import make_engine, upgrade
 from gateway.ledger import LedgerWriter
 from gateway.records import RequestRecord
 from gateway.simulator import Behaviour
-from tests.harness import GatewayProcess, config_for, database_url, runtime_of, wait_for
+from tests.harness import GatewayProcess, async_wait_for, config_for, database_url, runtime_of, wait_for
 from tests.pg_throwaway import ThrowawayPostgres
 from tests.test_keys import rows
 
@@ -113,8 +112,8 @@ async def test_unwritable_rows_are_spooled_at_shutdown_and_written_by_the_next_s
     writer.start()
     for i in range(25):
         writer.record(RequestRecord(request_id=f"r{i}", model="m", cost_usd=0.5))
-    await asyncio.sleep(0.2)
-    assert writer.written == 0 and writer.spool.rows_written > 0  # past the bound: spilled already
+    await async_wait_for(lambda: writer.spool.rows_written > 0)  # past the bound: spilled already
+    assert writer.written == 0
     await writer.aclose(timeout_s=1)
     await engine.dispose()
     spooled = sum(len(p.read_text().splitlines()) for p in (tmp_path / "spool").glob("*.jsonl"))
@@ -124,10 +123,7 @@ async def test_unwritable_rows_are_spooled_at_shutdown_and_written_by_the_next_s
     engine = make_engine(url)
     writer = LedgerWriter(engine, tmp_path / "spool", url, flush_interval_s=0.05)
     writer.start()
-    for _ in range(100):
-        if writer.written >= 25:
-            break
-        await asyncio.sleep(0.05)
+    await async_wait_for(lambda: writer.written >= 25)
     await writer.aclose()
     await engine.dispose()
     assert sorted(r[0] for r in rows(url, "SELECT request_id FROM ledger")) == sorted(
@@ -172,7 +168,8 @@ def _outage_under_load(pg: ThrowawayPostgres, fake: Any, gateway: Any, tmp_path:
         down_at = len(answered)
         wait_for(lambda: len(answered) >= down_at + 150, timeout_s=30)  # served while the database is away
         pg.start()
-        time.sleep(1.0)
+        back_at = len(answered)
+        wait_for(lambda: len(answered) >= back_at + 50, timeout_s=30)  # and served after it is back
     finally:
         stop.set()
         for w in workers:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
+import math
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -16,7 +16,7 @@ import openai
 import pytest
 
 from gateway.simulator import Behaviour
-from tests.harness import GatewayProcess, config_for, new_key, redis_url, runtime_of, wait_for
+from tests.harness import GatewayProcess, clean_env, config_for, new_key, redis_url, runtime_of, wait_for
 
 ADMIN = "admin-secret"
 HI = [{"role": "user", "content": "hi"}]
@@ -157,7 +157,7 @@ def test_rpm_holds_across_three_gateway_processes_sharing_redis(fake, tmp_path):
     }
     made = subprocess.run(
         [sys.executable, "-m", "gateway.cli", "keys", "create", "--name", "fleet", "--rpm", "60", "--json"],
-        capture_output=True, text=True, timeout=60, env={**os.environ, **env},
+        capture_output=True, text=True, timeout=60, env=clean_env(**env),
     )  # fmt: skip
     assert made.returncode == 0, made.stderr
     secret = json.loads(made.stdout)["key"]
@@ -227,3 +227,80 @@ def test_refused_requests_are_booked_for_the_admin_to_see(fake, gateway, tmp_pat
         timeout_s=15,
     )
     assert [row["request_id"] for row in rows] == [refusals[0]]
+
+
+def _next_monday(today: datetime) -> datetime:
+    day = today.replace(hour=0, minute=0, second=0, microsecond=0)
+    return day + timedelta(days=7 - day.weekday())
+
+
+def _first_of_next_month(today: datetime) -> datetime:
+    day = today.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return (day + timedelta(days=32)).replace(day=1)
+
+
+@pytest.mark.parametrize(
+    ("period", "expected"),
+    [("week", _next_monday), ("month", _first_of_next_month), ("day", None), ("total", None)],
+)
+def test_budget_status_says_when_the_period_resets(fake, gateway, tmp_path, period, expected):
+    gw = start(gateway, fake, tmp_path)
+    before = datetime.now(UTC)
+    key = new_key(gw.url, budget_usd=5, budget_period=period)
+    status = httpx.get(
+        f"{gw.url}/admin/api/keys/{key['id']}", headers={"authorization": f"Bearer {ADMIN}"}
+    ).json()["budget"]
+    after = datetime.now(UTC)
+    if period == "day":
+        expected = lambda now: now.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)  # noqa: E731
+    if expected is None:
+        assert status["resets_at"] is None
+    else:
+        # Either side of a midnight the request may have straddled; normally both are the same.
+        allowed = {
+            expected(before).isoformat().replace("+00:00", "Z"),
+            expected(after).isoformat().replace("+00:00", "Z"),
+        }
+        assert status["resets_at"] in allowed, (status, allowed)
+    assert status["period"] == period and status["spent_usd"] == 0 and status["remaining_usd"] == 5
+
+
+def test_budget_refusal_names_the_period_and_its_reset(fake, gateway, tmp_path):
+    gw = start(gateway, fake, tmp_path)
+    api = client(gw.url, new_key(gw.url, name="wk", budget_usd=0.000001, budget_period="week")["key"])
+    api.chat.completions.create(model="m", messages=HI)  # spends past the tiny budget
+
+    def refused() -> Any:
+        try:
+            api.chat.completions.create(model="m", messages=HI)
+        except openai.APIStatusError as exc:
+            return exc
+        return None
+
+    error = wait_for(refused, timeout_s=10)
+    monday = _next_monday(datetime.now(UTC)).isoformat().replace("+00:00", "Z")
+    assert (
+        error.status_code == 402 and "weekly budget" in str(error) and f"it resets at {monday}" in str(error)
+    )
+
+
+def _reset_s(value: str) -> float:
+    assert value.endswith("s") and len(value.split(".")[-1]) == 4, value  # "12.345s"
+    return float(value[:-1])
+
+
+def test_ratelimit_reset_headers_count_down_the_window(fake, gateway, tmp_path):
+    gw = start(gateway, fake, tmp_path, Behaviour(completion_tokens=20))
+    api = client(gw.url, new_key(gw.url, rpm=3, tpm=1000)["key"])
+    resets = []
+    for _ in range(3):
+        raw = api.chat.completions.with_raw_response.create(model="m", messages=HI)
+        resets.append(_reset_s(raw.headers["x-ratelimit-reset-requests"]))
+        assert 0 <= _reset_s(raw.headers["x-ratelimit-reset-tokens"]) <= 60
+    # The window is 60 s from the first request: it starts near 60 and only counts down.
+    assert 0 < resets[0] <= 60 and resets[2] <= resets[1] <= resets[0], resets
+    with pytest.raises(openai.RateLimitError) as caught:
+        api.chat.completions.create(model="m", messages=HI)
+    headers = caught.value.response.headers
+    reset = _reset_s(headers["x-ratelimit-reset-requests"])
+    assert 0 < reset <= resets[2] and int(headers["retry-after"]) == max(1, math.ceil(reset))

@@ -125,15 +125,15 @@ def test_busy_vllm_twin_sheds_load_to_the_cloud(fake, gateway):
 
 
 @pytest.mark.parametrize(
-    ("failure", "breaker"),
+    ("failure", "breaker", "opens_after"),
     [
-        (Behaviour(status=500), {"failure_threshold": 2, "cooldown_ms": 400}),
-        (Behaviour(status=429, retry_after_s=0.4), {"failure_threshold": 5, "cooldown_ms": 60_000}),
-        (Behaviour(first_byte_ms=2000), {"failure_threshold": 2, "cooldown_ms": 400}),
+        (Behaviour(status=500), {"failure_threshold": 3, "cooldown_ms": 2000}, 3),
+        (Behaviour(status=429, retry_after_s=2), {"failure_threshold": 5, "cooldown_ms": 60_000}, 1),
+        (Behaviour(first_byte_ms=2000), {"failure_threshold": 2, "cooldown_ms": 2000}, 2),
     ],
     ids=["500", "429-retry-after", "timeout"],
 )
-def test_failing_provider_is_bypassed_kept_out_and_let_back_in(fake, gateway, failure, breaker):
+def test_failing_provider_is_bypassed_kept_out_and_let_back_in(fake, gateway, failure, breaker, opens_after):
     flaky, steady = fake(behaviour=failure, name="flaky"), fake(name="steady")
     config = routing_config(
         {
@@ -144,26 +144,23 @@ def test_failing_provider_is_bypassed_kept_out_and_let_back_in(fake, gateway, fa
         top={"routing": {"breaker": breaker}},
     )
     api = client(gateway(config).url, **{"X-Gateway-Metadata": "enabled"})
-    for _ in range(6):  # bypassed (failed over) until its breaker opens
+    for _ in range(opens_after):  # bypassed (failed over) until exactly the threshold is reached
         raw = api.chat.completions.with_raw_response.create(model="m", messages=MESSAGES)
         assert provider_of(raw.parse()) == "steady"
-        assert raw.headers["x-gateway-route"].endswith("steady/steady-model;ok")
-        if "flaky" not in raw.headers["x-gateway-route"]:
-            break
-    else:
-        pytest.fail("the breaker never opened")
+        route = raw.headers["x-gateway-route"]
+        assert route.startswith("flaky/flaky-model;") and route.endswith(", steady/steady-model;ok")
+    assert len(flaky.sim.requests) == opens_after
+    for _ in range(3):  # kept out: not even tried
+        raw = api.chat.completions.with_raw_response.create(model="m", messages=MESSAGES)
+        assert raw.headers["x-gateway-route"] == "steady/steady-model;ok"
     excluded = raw.parse().model_extra["gateway"]["excluded"]
     assert excluded[0]["deployment"] == "flaky/flaky-model" and excluded[0]["reason"].startswith(
         "breaker open"
     )
-    tried = len(flaky.sim.requests)
-    for _ in range(3):  # kept out: not even tried
-        raw = api.chat.completions.with_raw_response.create(model="m", messages=MESSAGES)
-        assert raw.headers["x-gateway-route"] == "steady/steady-model;ok"
-    assert len(flaky.sim.requests) == tried
+    assert len(flaky.sim.requests) == opens_after
     flaky.sim.behaviour = Behaviour()  # it recovers; after the cooldown a probe lets it back in
     wait_until(
-        lambda: provider_of(api.chat.completions.create(model="m", messages=MESSAGES)) == "flaky", 5, "probe"
+        lambda: provider_of(api.chat.completions.create(model="m", messages=MESSAGES)) == "flaky", 10, "probe"
     )
     assert {provider_of(api.chat.completions.create(model="m", messages=MESSAGES)) for _ in range(3)} == {
         "flaky"

@@ -227,12 +227,10 @@ async def assert_aclose_hangs_up(adapter: Any, call: Any, url: str, replay: Repl
         first = await anext(iterator)
     assert first["object"] == "chat.completion.chunk"
 
-    started = time.monotonic()
     await stream.aclose()
     [served] = replay.served(url)
     hung_up = await asyncio.to_thread(served.disconnected.wait, 3.0)
 
     assert hung_up, "the upstream connection is still open after aclose()"
-    assert time.monotonic() - started < 3.0
     assert not served.completed
     await iterator.aclose()  # type: ignore[attr-defined]

@@ -18,7 +18,6 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import asyncio
 import socket
-import time
 from collections.abc import Callable
 from types import ModuleType
 
@@ -316,10 +315,8 @@ async def test_silent_upstream_raises_timeout(anthropic: Factory) -> None:
         connect_timeout_ms=1_000, first_byte_timeout_ms=300, idle_timeout_ms=300, total_timeout_ms=300
     )
 
-    started = time.monotonic()
-    with pytest.raises(UpstreamTimeout):
+    with pytest.raises(UpstreamTimeout):  # without the timeout the whole answer would arrive after 3 s
         await adapter.chat(UpstreamCall(chat_body(REC.model), timeouts))
-    assert time.monotonic() - started < 2.0
 
 
 # --------------------------------------------------------------------------- embeddings

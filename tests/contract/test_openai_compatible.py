@@ -48,6 +48,7 @@ ERRORS: dict[str, type[ProviderError]] = {
     "unauthorized": UpstreamAuthError,
 }
 ERROR_CASES = [(p, s) for p in OPENAI_COMPATIBLE for s in ERRORS if recording(p).has(s)]
+SPLIT_TRIES = 5
 WRITES = {
     "one write": lambda reply: reply,
     "odd pieces": lambda reply: reply.with_writes(),
@@ -189,8 +190,14 @@ async def test_stream_chunks_in_order_and_complete(
     monkeypatch.setattr(FeedLog, "feeds", [])
     monkeypatch.setattr(openai_compat, "SSEDecoder", FeedLog)
 
-    stream = await adapter.chat_stream(UpstreamCall(chat_body(rec.model, stream=True), TIMEOUTS))
-    chunks = await collect(stream)
+    # How reads split the body depends on scheduling (a loaded machine coalesces writes);
+    # the splits this test is about must happen at least once, so try a few times (bounded).
+    for _ in range(SPLIT_TRIES if writes != "one write" else 1):
+        FeedLog.feeds.clear()
+        stream = await adapter.chat_stream(UpstreamCall(chat_body(rec.model, stream=True), TIMEOUTS))
+        chunks = await collect(stream)
+        if any(f[-1] >= 0xC0 for f in FeedLog.feeds):
+            break
 
     assert len(chunks) == expect["chunks"] == len(recorded)
     assert all(c["object"] == "chat.completion.chunk" for c in chunks)
@@ -201,7 +208,7 @@ async def test_stream_chunks_in_order_and_complete(
     assert finishes == ["stop"]
     assert last_usage(chunks) == Usage(expect["prompt_tokens"], expect["completion_tokens"])
 
-    [served] = replay.served(url)
+    served = replay.served(url)[-1]
     assert served.path == rec.base_path + "/chat/completions"
     assert served.headers["accept"] == "text/event-stream"
     assert orjson.loads(served.body) == chat_body(rec.model, stream=True)
