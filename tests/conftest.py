@@ -13,7 +13,9 @@ from typing import Any
 import pytest
 
 from gateway.simulator import Behaviour, Simulator, SimulatorServer
-from tests.harness import ServerThread, new_test_namespace, start_gateway
+from tests.harness import ServerThread, new_test_namespace, scrub_developer_env, start_gateway
+
+scrub_developer_env()  # a developer's REDIS_URL, DATABASE_URL, GATEWAY_*, OTEL_* never reach a test
 
 
 class Fake:

@@ -63,13 +63,27 @@ def reserve_port() -> socket.socket:
     return sock
 
 
+_TEST_CONTROLS = ("GATEWAY_REQUIRE_SERVICES", "GATEWAY_TEST_")  # read by the tests, not by gateways
+
+
+def _read_by_gateways(name: str) -> bool:
+    if name.startswith(_TEST_CONTROLS):
+        return False
+    return name in _GATEWAY_ENV_NAMES or name.startswith(_GATEWAY_ENV_PREFIXES)
+
+
+def scrub_developer_env() -> list[str]:
+    """Drop what gateways read from this process's environment (libraries such as the
+    OpenTelemetry SDK read OTEL_* themselves); returns the names dropped."""
+    dropped = [name for name in os.environ if _read_by_gateways(name)]
+    for name in dropped:
+        del os.environ[name]
+    return dropped
+
+
 def clean_env(**extra: str) -> dict[str, str]:
     """os.environ without anything a gateway reads (DATABASE_URL, REDIS_URL, GATEWAY_*…), plus `extra`."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in _GATEWAY_ENV_NAMES and not k.startswith(_GATEWAY_ENV_PREFIXES)
-    }
+    env = {k: v for k, v in os.environ.items() if not _read_by_gateways(k)}
     env.update(extra)
     return env
 

@@ -11,6 +11,7 @@ import openai
 import pytest
 
 from gateway.simulator import Behaviour
+from gateway.simulator.content import answer_chunks
 from tests.harness import config_for, generation_record, wait_for
 
 MESSAGES = [{"role": "user", "content": "tell me a story"}]
@@ -26,18 +27,18 @@ def _events(url: str, body: dict | None = None, timeout: float = 20) -> list[dic
 
 
 @pytest.mark.parametrize(
-    ("behaviour", "provider_settings", "error_type"),
+    ("behaviour", "provider_settings", "error_type", "code"),
     [
-        (Behaviour(completion_tokens=20, hang_after_chunks=3), {"idle_timeout_ms": 300}, "timeout"),
-        (Behaviour(completion_tokens=20, chunk_gap_ms=100), {"total_timeout_ms": 700}, "timeout"),
-        (Behaviour(completion_tokens=20, garbage_after_chunks=3), {}, "protocol_error"),
-        (Behaviour(completion_tokens=20, die_after_chunks=3), {}, "protocol_error"),
-        (Behaviour(completion_tokens=20, error_event_after_chunks=3), {}, "stream_error"),
+        (Behaviour(completion_tokens=20, hang_after_chunks=3), {"idle_timeout_ms": 300}, "timeout", 504),
+        (Behaviour(completion_tokens=20, chunk_gap_ms=100), {"total_timeout_ms": 700}, "timeout", 504),
+        (Behaviour(completion_tokens=20, garbage_after_chunks=3), {}, "protocol_error", 502),
+        (Behaviour(completion_tokens=20, die_after_chunks=3), {}, "protocol_error", 502),
+        (Behaviour(completion_tokens=20, error_event_after_chunks=3), {}, "stream_error", 502),
     ],
     ids=["idle-timeout", "total-timeout", "malformed-chunk", "connection-dies", "error-event"],
 )
 def test_failure_after_content_ends_with_one_error_chunk(
-    fake, gateway, behaviour, provider_settings, error_type
+    fake, gateway, behaviour, provider_settings, error_type, code
 ):
     upstream = fake(behaviour=behaviour)
     gw = gateway(config_for({"up": upstream.url}, up=provider_settings))
@@ -46,11 +47,20 @@ def test_failure_after_content_ends_with_one_error_chunk(
     final = events[-2]
     assert isinstance(final, dict)
     assert final["choices"] == [{"index": 0, "delta": {"content": ""}, "finish_reason": "error"}]
-    assert final["error"]["metadata"]["error_type"] == error_type
+    error = final["error"]
+    assert error["code"] == code and error["metadata"] == {"error_type": error_type, "provider": "up"}
+    assert error["message"].startswith("the upstream stream broke: up: ")
     errors = [e for e in events[:-1] if isinstance(e, dict) and "error" in e]
     assert len(errors) == 1
     content = "".join(e["choices"][0]["delta"].get("content") or "" for e in events[:-2])  # type: ignore[index]
-    assert len(content.split()) >= 1
+    # Exactly what the upstream had sent before it broke: nothing lost, nothing made up.
+    sent = upstream.sim.streams[-1].chunks_sent
+    upstream_chunks = answer_chunks(upstream.sim.name, MESSAGES, None, 20)
+    # (A total timeout can strike while one more chunk is on the wire: never relayed, never lost
+    # from the middle.)
+    in_flight = 1 if "total_timeout_ms" in provider_settings else 0
+    prefixes = {"".join(upstream_chunks[:k]) for k in range(max(1, sent - in_flight), sent + 1)}
+    assert sent >= 1 and content in prefixes, (content, sent)
     record = generation_record(gw.url, final["id"])
     assert record["finish_reason"] == "error" and record["completion_tokens"] > 0
     assert record["cost_usd"] > 0 and record["usage_estimated"] is True

@@ -1,0 +1,104 @@
+"""The circuit breaker on its own: exact thresholds, cooldowns, Retry-After, probes, shared openings."""
+
+from __future__ import annotations
+
+import pytest
+
+from router_policies.breaker import CLOSED, HALF_OPEN, OPEN, BreakerSettings, CircuitBreaker
+
+
+def breaker(threshold: int = 3, cooldown_s: float = 10.0, max_cooldown_s: float = 300.0) -> CircuitBreaker:
+    return CircuitBreaker(BreakerSettings(threshold, cooldown_s, max_cooldown_s))
+
+
+def test_defaults():
+    assert BreakerSettings() == BreakerSettings(failure_threshold=3, cooldown_s=10.0, max_cooldown_s=300.0)
+    fresh = CircuitBreaker()
+    assert fresh.settings == BreakerSettings() and fresh.state(0.0) == CLOSED and fresh.allows(0.0)
+    assert (fresh.failures, fresh.open_until, fresh.opened_times, fresh.reason) == (0, 0.0, 0, "")
+
+
+@pytest.mark.parametrize("threshold", [1, 2, 3, 5])
+def test_opens_on_exactly_the_threshold_th_consecutive_failure(threshold):
+    b = breaker(threshold)
+    for i in range(threshold - 1):
+        assert b.on_failure(100.0, None, "500") is False, i
+        assert b.state(100.0) == CLOSED and b.allows(100.0)
+    assert b.on_failure(100.0, None, "500") is True
+    assert b.state(100.0) == OPEN and not b.allows(100.0)
+    assert b.open_until == 110.0 and b.opened_times == 1
+    assert b.reason == f"{threshold} consecutive failures (500)"
+
+
+def test_a_success_resets_the_count():
+    b = breaker(3)
+    b.on_failure(0.0, None, "x")
+    b.on_failure(0.0, None, "x")
+    b.on_success()
+    assert b.failures == 0
+    assert b.on_failure(0.0, None, "x") is False and b.on_failure(0.0, None, "x") is False
+    assert b.state(0.0) == CLOSED
+
+
+def test_open_until_the_cooldown_then_half_open_with_one_probe():
+    b = breaker(1, cooldown_s=10.0)
+    b.on_failure(100.0, None, "x")
+    assert b.state(109.999) == OPEN and b.state(110.0) == HALF_OPEN
+    assert b.allows(110.0)
+    b.on_attempt(110.0)  # the probe goes out
+    assert not b.allows(110.0) and b.state(110.0) == HALF_OPEN
+    b.on_release()  # cancelled without a verdict: the slot is free again
+    assert b.allows(110.0)
+    b.on_attempt(110.0)
+    b.on_success()
+    assert b.state(110.0) == CLOSED and b.allows(110.0)
+    assert (b.failures, b.open_until, b.opened_times, b.reason) == (0, 0.0, 0, "")
+
+
+def test_an_attempt_while_closed_takes_no_probe_slot():
+    b = breaker(1)
+    b.on_attempt(0.0)
+    b.on_failure(0.0, None, "x")
+    assert b.allows(10.0)  # half-open, and no probe counted from the closed-state attempt
+
+
+def test_a_failed_probe_reopens_at_once_with_a_doubled_cooldown_up_to_the_cap():
+    b = breaker(3, cooldown_s=10.0, max_cooldown_s=35.0)
+    for _ in range(3):
+        b.on_failure(0.0, None, "x")
+    assert b.open_until == 10.0
+    b.on_attempt(10.0)
+    assert b.on_failure(10.0, None, "x") is True  # one failure suffices when half-open
+    assert b.open_until == 30.0 and b.opened_times == 2 and b.allows(30.0)
+    b.on_attempt(30.0)
+    b.on_failure(30.0, None, "x")
+    assert b.open_until == 65.0  # 40 s capped at 35 s
+    assert b.reason == "5 consecutive failures (x)"
+
+
+def test_retry_after_opens_exactly_that_long_on_the_first_failure():
+    b = breaker(5)
+    assert b.on_failure(50.0, 2.5, "rate_limited") is True
+    assert b.open_until == 52.5 and b.state(52.4) == OPEN and b.state(52.5) == HALF_OPEN
+    assert b.reason == "rate_limited; Retry-After 2.5s"
+    assert b.on_failure(50.0, 0.0, "x") is False and b.open_until == 52.5  # a zero Retry-After counts only
+
+
+def test_a_shorter_opening_does_not_shorten_a_longer_one():
+    b = breaker(5)
+    b.on_failure(0.0, 30.0, "a")
+    assert b.open_for(0.0, 10.0, "b") is False and b.open_until == 30.0 and b.reason == "a; Retry-After 30s"
+    assert b.open_for(0.0, 30.0, "c") is False  # the same end is no extension either
+    assert b.open_for(0.0, 40.0, "d") is True and b.open_until == 40.0 and b.opened_times == 2
+
+
+def test_adopting_another_replicas_opening():
+    b = breaker(3)
+    b.on_failure(0.0, 1.0, "mine")
+    b.on_attempt(1.0)  # our probe is out
+    b.adopt(20.0, "theirs (seen by another replica)")
+    assert b.open_until == 20.0 and b.reason == "theirs (seen by another replica)"
+    assert b.allows(20.0)  # the probe slot was freed with the new opening
+    b.adopt(5.0, "older")
+    assert b.open_until == 20.0 and b.reason == "theirs (seen by another replica)"
+    assert b.opened_times == 1  # adopting is not an opening of ours
