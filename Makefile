@@ -11,7 +11,7 @@ CONFIG ?=
 export HF_HUB_OFFLINE = 1
 export LITELLM_LOCAL_MODEL_COST_MAP = True
 
-.PHONY: setup serve test lint bench bench-routing clean browser
+.PHONY: setup serve test lint bench bench-routing clean browser mutate
 
 setup: $(STAMP) $(CHARTS)
 
@@ -42,6 +42,13 @@ TEST_WORKERS ?= 2
 test: $(STAMP) $(CHARTS) browser
 	$(BIN)/pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
+# Mutation testing over the fast unit tests ([tool.mutmut] in pyproject.toml, docs/mutation.md).
+# MUTATE picks mutants by name, e.g. MUTATE='router_policies.breaker*'; empty runs them all.
+MUTATE ?= providers.classify* router_policies.breaker* router_policies.policies* gateway.limits.periods*
+mutate: $(STAMP)
+	$(BIN)/mutmut run --max-children 2 $(foreach m,$(MUTATE),"$(m)")
+	$(BIN)/mutmut results
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -51,4 +58,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.added_latency
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache mutants

@@ -41,6 +41,10 @@ def test_status_decides_the_type(status, kind, retryable):
     error = classify_status(status, {}, body(message="nope", code="some_code", param="p"), "prov")
     assert type(error) is kind and error.retryable is retryable
     assert error.status == status and error.provider == "prov"
+    assert error.code == "some_code" and error.param == "p"
+    assert error.message == (
+        "nope" if kind is not UpstreamAuthError else "the provider rejected the gateway's credentials"
+    )
 
 
 def test_fields_of_the_envelope_are_kept():
@@ -55,6 +59,8 @@ def test_fields_of_the_envelope_are_kept():
 def test_type_stands_in_for_a_missing_code():
     error = classify_status(400, {}, body(message="m", type="invalid_request_error"), "p")
     assert error.code == "invalid_request_error" and error.param is None
+    bare = classify_status(400, {}, body(message="m"), "p")
+    assert bare.code is None and bare.param is None and bare.message == "m"
 
 
 def test_credentials_message_is_the_gateways_own():
@@ -77,7 +83,7 @@ def test_credentials_message_is_the_gateways_own():
 )
 def test_context_length_errors_are_recognised_on_client_statuses(status, message, code):
     error = classify_status(status, {}, body(message=message, code=code), "p")
-    assert type(error) is ContextLengthExceeded and error.retryable is True
+    assert type(error) is ContextLengthExceeded and error.retryable is True and error.message == message
 
 
 @pytest.mark.parametrize("status", [404, 409])

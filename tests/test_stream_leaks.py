@@ -1,9 +1,10 @@
 """500 concurrent streams with random client disconnects and upstream deaths leave nothing behind.
 
 Checked after each round, with bounded waits: no request still open at the upstream,
-the gateway's event loop back to its baseline number of tasks, and no growth in file
-descriptors between two identical rounds (idle pooled connections are reused, so a
-leak shows up as growth, not as a non-zero count).
+the gateway's event loop back to its baseline number of tasks, no upstream response left
+for the garbage collector to close, and no steady growth in file descriptors over three
+identical rounds (idle pooled connections are reused, so a leak shows up as growth, not
+as a non-zero count).
 """
 
 from __future__ import annotations
@@ -111,7 +112,7 @@ def test_no_task_connection_or_fd_left_over(fake, gateway):
     gw.report_unclosed()
 
     fds_after: list[int] = []
-    for _ in range(2):
+    for _ in range(3):
         _script(upstream.sim, rng)
         counts = asyncio.run(_round(gw.url, rng))
         assert counts.get("disconnected", 0) > 100 and counts.get("done", 0) > 100, counts
@@ -124,4 +125,6 @@ def test_no_task_connection_or_fd_left_over(fake, gateway):
     # saw every one end, and none of them was left for the garbage collector to close.
     assert outcomes.count("client_closed") > 100, "the gateway did not close hung or abandoned upstreams"
     assert gw.unclosed() == []
-    assert fds_after[1] <= fds_after[0] + 10, f"file descriptors grew between rounds: {fds_after}"
+    # The pool may grow to a busier round's peak once (how many streams overlap depends on
+    # scheduling); a leak grows every round.
+    assert fds_after[2] <= max(fds_after[:2]) + 10, f"file descriptors grew every round: {fds_after}"
