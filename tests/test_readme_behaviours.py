@@ -3,7 +3,9 @@ migrating on start, the ledger's filters and the cost of embeddings."""
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+import threading
 from typing import Any
 
 import httpx
@@ -11,10 +13,11 @@ import openai
 import pytest
 
 from gateway.simulator import Behaviour
-from tests.harness import config_for, redis_url, reserve_port, runtime_of, wait_for
+from tests.harness import GatewayProcess, config_for, redis_url, reserve_port, runtime_of, wait_for
 from tests.routing_helpers import MESSAGES, client, provider_of, routing_config
 
 ADMIN = "admin-secret"
+BODY = {"model": "m", "messages": MESSAGES}
 AUTH = {"authorization": f"Bearer {ADMIN}"}
 
 
@@ -146,3 +149,76 @@ def test_embeddings_usage_has_the_cost_at_the_deployments_input_price(fake, gate
     assert result.usage.prompt_tokens > 0
     assert extra["cost"] == pytest.approx(result.usage.prompt_tokens * 1.0 / 1e6)
     assert provider_of(result) == "p"
+
+
+def test_in_flight_counts_are_shared_across_replicas(fake, gateway):
+    slow = fake(behaviour=Behaviour(first_byte_ms=60_000), name="slow")  # held until the test ends
+    spare = fake(name="spare")
+    config = routing_config(
+        {
+            "slow": {"url": slow.url, "price": 1.0, "max_concurrency": 2},
+            "spare": {"url": spare.url, "price": 5.0},
+        },
+        routing={"policy": "price", "retries": 0},
+        top={"routing": {"state_sync_interval_ms": 50}},
+    )
+    shared = redis_url()
+    one, two = gateway(config, redis_url=shared), gateway(config, redis_url=shared)
+    held = [threading.Thread(target=_request_ignoring_errors, args=(one.url,), daemon=True) for _ in range(2)]
+    for thread in held:
+        thread.start()
+    wait_for(lambda: len(slow.sim.requests) == 2)  # both in flight at `slow`, through replica one
+    store = runtime_of(two).routing.store
+    wait_for(lambda: store.state("slow/slow-model").remote_in_flight == 2)
+    answer = client(two.url).chat.completions.create(model="m", messages=MESSAGES)
+    assert provider_of(answer) == "spare"  # replica two counts replica one's requests: slow is full
+    assert len(slow.sim.requests) == 2
+    slow.sim.release_streams()
+
+
+def _request_ignoring_errors(url: str) -> None:
+    with contextlib.suppress(openai.APIError):
+        openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0, timeout=60).chat.completions.create(
+            model="m", messages=MESSAGES
+        )
+
+
+def test_sigterm_with_streams_in_flight_exits_cleanly_and_books_them(fake, tmp_path):
+    upstream = fake(behaviour=Behaviour(completion_tokens=400, chunk_gap_ms=50))
+    config = tmp_path / "gateway.yaml"
+    config.write_text(config_for({"a": upstream.url}))
+    db = tmp_path / "ledger.db"
+    server = GatewayProcess(config, {"DATABASE_URL": f"sqlite+aiosqlite:///{db}"}, tmp_path / "serve.log")
+    server.wait_ready()
+    ids: list[str] = []
+    under_way = threading.Barrier(4, timeout=30)
+
+    def stream() -> None:
+        with (
+            contextlib.suppress(httpx.HTTPError),
+            httpx.stream(
+                "POST", f"{server.url}/v1/chat/completions", json={**BODY, "stream": True}, timeout=30
+            ) as response,
+        ):
+            ids.append(response.headers["x-request-id"])
+            lines = response.iter_lines()
+            next(lines)
+            under_way.wait()
+            for _ in lines:  # to wherever the shutdown ends it
+                pass
+
+    workers = [threading.Thread(target=stream) for _ in range(3)]
+    for w in workers:
+        w.start()
+    under_way.wait()  # three streams are under way, far from their end
+    try:
+        code = server.stop()
+    finally:
+        for w in workers:
+            w.join(timeout=30)
+    assert code in (0, -15), server.log_path.read_text()  # a clean exit, not a kill
+    assert not any(w.is_alive() for w in workers)  # no client left hanging
+    wait_for(lambda: all(s.ended for s in upstream.sim.streams))  # no upstream left open
+    with sqlite3.connect(db) as conn:
+        booked = {r[0] for r in conn.execute("SELECT request_id FROM ledger")}
+    assert set(ids) <= booked and len(ids) == 3  # every stream is in the ledger
