@@ -32,7 +32,21 @@ STARTUP_TIMEOUT_S = 20.0
 # Variables a gateway process reads from its environment. Test gateways get none of the
 # developer's: only what a test passes (see clean_env and IsolatedSettings).
 _GATEWAY_ENV_PREFIXES = ("GATEWAY_", "OTEL_")
-_GATEWAY_ENV_NAMES = {"DATABASE_URL", "REDIS_URL", "QDRANT_URL"}
+
+
+def _settings_env_names() -> set[str]:
+    """Every variable a Settings field reads (DATABASE_URL, REDIS_URL, QDRANT_PATH, …), from its aliases."""
+    from pydantic import AliasChoices
+
+    names: set[str] = set()
+    for field in Settings.model_fields.values():
+        alias = field.validation_alias
+        choices = alias.choices if isinstance(alias, AliasChoices) else [alias]
+        names |= {c.upper() for c in choices if isinstance(c, str)}
+    return names
+
+
+_GATEWAY_ENV_NAMES = _settings_env_names()
 
 # The test that is running: gateways started within one test share a Redis namespace
 # (they are replicas of one deployment); gateways of different tests never do.
@@ -201,12 +215,15 @@ def settings(home: Path, **overrides: Any) -> Settings:
         "database_url": f"sqlite+aiosqlite:///{home}/gateway.db",
         "ledger_spool_dir": home / "spool",
     }
+    if "qdrant_path" in Settings.model_fields:  # RAG's embedded store: never ./data of the checkout
+        base["qdrant_path"] = home / "qdrant"
     base.update(overrides)
     return IsolatedSettings(_env_file=None, **base)
 
 
 def start_gateway(config_yaml: str, **setting_overrides: Any) -> ServerThread:
-    """A gateway in a thread with its own temp dir (removed on stop) and the test's Redis namespace."""
+    """A gateway in a thread with its own temp dir (database, spool, RAG store; removed on stop)
+    and the test's Redis namespace."""
     config = parse_config(config_yaml, "test-config.yaml")
     if "state_prefix" not in config.routing.model_fields_set:
         config.routing.state_prefix = current_namespace()
@@ -419,6 +436,7 @@ class GatewayProcess:
         defaults = {
             "DATABASE_URL": f"sqlite+aiosqlite:///{home}/gateway-{self.port}.db",
             "GATEWAY_LEDGER_SPOOL_DIR": str(home / f"spool-{self.port}"),
+            "QDRANT_PATH": str(home / f"qdrant-{self.port}"),
         }
         self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
