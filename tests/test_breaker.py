@@ -102,3 +102,37 @@ def test_adopting_another_replicas_opening():
     b.adopt(5.0, "older")
     assert b.open_until == 20.0 and b.reason == "theirs (seen by another replica)"
     assert b.opened_times == 1  # adopting is not an opening of ours
+
+
+def test_an_opening_set_directly_still_lets_exactly_one_probe_through():
+    fresh = breaker(3)
+    fresh.open_for(0.0, 10.0, "told to")
+    assert fresh.allows(10.0)  # no probe was ever out
+    after_success = breaker(1)
+    after_success.on_failure(0.0, None, "x")
+    after_success.on_attempt(10.0)
+    after_success.on_success()
+    after_success.open_for(20.0, 5.0, "again")
+    assert after_success.allows(25.0)  # the success freed the probe slot
+
+
+def test_a_zero_retry_after_opens_nothing_on_its_own():
+    b = breaker(5)
+    assert b.on_failure(50.0, 0.0, "x") is False
+    assert b.open_until == 0.0 and b.state(50.0) == CLOSED and b.failures == 1
+
+
+def test_a_failed_probe_reopens_even_below_the_threshold():
+    b = breaker(5)
+    b.on_failure(0.0, 2.0, "rate_limited")  # one failure, opened by Retry-After
+    b.on_attempt(2.0)  # half-open: the probe
+    assert b.on_failure(2.0, None, "500") is True  # 2 failures of 5, but a failed probe reopens
+    assert b.open_until == 22.0 and b.reason == "2 consecutive failures (500)"  # 10 s doubled once
+
+
+def test_adopting_the_same_opening_changes_nothing():
+    b = breaker(5)
+    b.on_failure(0.0, 10.0, "mine")
+    b.on_attempt(10.0)
+    b.adopt(10.0, "theirs")
+    assert b.reason == "mine; Retry-After 10s" and not b.allows(10.0)  # our probe is still out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -58,6 +59,19 @@ def test_periods_are_taken_in_utc_whatever_the_clock_zone():
     assert period_start("day", now) == utc(2026, 11, 30)
     assert period_start("month", now) == utc(2026, 11, 1) and period_end("month", now) == utc(2026, 12, 1)
     assert period_start("week", now) == utc(2026, 11, 30)  # Monday 30 November (UTC)
+
+
+def test_periods_do_not_follow_the_machines_local_zone(monkeypatch):
+    monkeypatch.setenv("TZ", "JST-9")  # POSIX: nine hours east of UTC, no tz database needed
+    time.tzset()
+    try:
+        now = utc(2026, 11, 30, 20, 0, 0)  # already 1 December in that zone
+        assert period_start("day", now) == utc(2026, 11, 30) and period_start("month", now) == utc(
+            2026, 11, 1
+        )
+    finally:
+        monkeypatch.undo()
+        time.tzset()
 
 
 def test_total_starts_at_the_epoch_and_never_resets():

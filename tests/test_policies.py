@@ -79,6 +79,25 @@ def test_balanced_discounts_lower_tokens_per_second_by_the_square_root():
 def test_balanced_leaves_unmeasured_figures_neutral():
     got = scores(Balanced(), [cand("a", stats=Summary(count=5, ttft_p50_ms=0.0, tps_p50=None)), cand("b")])
     assert got == {"a": pytest.approx(1.0), "b": pytest.approx(1.0)}
+    got = scores(
+        Balanced(),
+        [
+            cand("zero", stats=Summary(count=5, tps_p50=0.0)),
+            cand("fast", stats=Summary(count=5, tps_p50=100.0)),
+        ],
+    )
+    assert got == {"zero": pytest.approx(1.0), "fast": pytest.approx(1.0)}  # no rate measured: neutral
+
+
+def test_balanced_compares_sub_millisecond_times_too():
+    got = scores(
+        Balanced(),
+        [
+            cand("a", stats=Summary(count=5, ttft_p50_ms=0.25)),
+            cand("b", stats=Summary(count=5, ttft_p50_ms=1.0)),
+        ],
+    )
+    assert got == {"a": pytest.approx(1.0), "b": pytest.approx(0.5)}
 
 
 def test_balanced_discounts_load_and_zeroes_busy_candidates_which_go_last():
@@ -147,7 +166,7 @@ def test_throughput_sort_puts_the_fastest_first_and_unmeasured_before_all():
 def test_latency_sort_puts_the_quickest_first_and_unmeasured_before_all():
     candidates = [
         cand("slow", stats=Summary(count=5, ttft_p50_ms=900.0)),
-        cand("quick", stats=Summary(count=5, ttft_p50_ms=50.0)),
+        cand("quick", stats=Summary(count=5, ttft_p50_ms=0.5)),
         cand("new"),
     ]
     ranked = Sorted("latency").rank(candidates, random.Random(0))
