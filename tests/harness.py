@@ -209,8 +209,14 @@ class IsolatedSettings(Settings):
         return (init_settings,)
 
 
-def settings(home: Path, **overrides: Any) -> Settings:
-    """Settings of one test gateway: its own SQLite file and ledger spool under `home`."""
+def settings(home: Path | None = None, **overrides: Any) -> Settings:
+    """Settings of one test gateway: its own SQLite file, ledger spool and RAG store under `home`
+    (a fresh temporary directory, removed at exit, when not given)."""
+    if home is None:
+        import atexit
+
+        home = Path(tempfile.mkdtemp(prefix="gw-"))
+        atexit.register(shutil.rmtree, home, True)
     base: dict[str, Any] = {
         "database_url": f"sqlite+aiosqlite:///{home}/gateway.db",
         "ledger_spool_dir": home / "spool",
