@@ -2,10 +2,11 @@
 
     python -m bench.rag_quality [--gateway http://127.0.0.1:8080 --model llama-3.1-8b]
 
-The set (`tests/rag_quality/`) is 30 short documents in ten topics of three or four
-near-neighbours each (bees, the press, rides, software, …) and 40 questions: 30 are
-paraphrases that avoid the document's words, 10 ask for one specific fact. Each
-question has exactly one answering document. Everything runs locally: the real local
+The set (`tests/rag_quality/`) is 42 short documents in ten topics (bees, the press,
+rides, software, …), with near-duplicates that share a topic and most words but differ
+in the fact asked for (inspections in summer and in autumn, two presses, two newsletters),
+and 52 questions: 42 paraphrases that avoid the document's words, 10 asking for one
+specific name or number. Each question has exactly one answering document. Everything runs locally: the real local
 embedder and Qdrant local mode in a temporary directory.
 
 Pipelines: `dense`, `hybrid` (dense + BM25-style sparse, RRF). `expanded` (rewrites) and

@@ -80,11 +80,14 @@ class RagService:
     async def seed(self, collection: CollectionConfig, embedder: Embedder) -> None:
         def documents() -> list[Any]:
             out: list[Any] = []
-            for path in expand_paths(list(collection.seed)):
-                try:
-                    out.append(read_document(path, collection.seed_type, collection.seed_author))
-                except DocumentError as exc:
-                    out.append(exc)
+            for root in collection.seed:
+                for path in expand_paths([root]):
+                    # Sources relative to the seed's parent: stable across installs, no server paths shown.
+                    source = str(path.relative_to(root.parent))
+                    try:
+                        out.append(read_document(path, collection.seed_type, collection.seed_author, source))
+                    except DocumentError as exc:
+                        out.append(exc)
             return out
 
         try:

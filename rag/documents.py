@@ -120,8 +120,11 @@ def make_document(
     )
 
 
-def read_document(path: Path, kind: str | None = None, author: str = "") -> Document:
-    source = str(path.resolve())
+def read_document(
+    path: Path, kind: str | None = None, author: str = "", source: str | None = None
+) -> Document:
+    """A file as a document; `source` (default: its absolute path) is the id re-ingests match on."""
+    source = source or str(path.resolve())
     try:
         raw = path.read_bytes()
     except OSError as exc:

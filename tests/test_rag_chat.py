@@ -272,3 +272,35 @@ def test_the_demo_twin_answers_from_the_shipped_writing(tmp_path, local_embedder
         )
         urls = [a.url_citation.url for a in answer.choices[0].message.annotations or []]
         assert "https://mara-lindqvist.example/posts/gotland-ride" in urls
+
+
+def test_data_collection_deny_keeps_the_query_embedding_on_self_hosted_deployments(fake, gateway, tmp_path):
+    up, cloud, own = fake(name="up"), fake(name="cloud"), fake(name="own")
+    config = (
+        config_for(
+            {"up": up.url, "cloud": cloud.url, "own": own.url},
+            models={"m": [("up", "up-model")], "emb": [("cloud", "e"), ("own", "e")]},
+            up={"self_hosted": "true"},
+            own={"self_hosted": "true"},
+        )
+        + "rag:\n  collections:\n"
+        + _collection("notes", _docs(tmp_path), embedder="gateway", embedding_model="emb", dimensions="16")
+    )
+    gw = gateway(config, qdrant_path=tmp_path / "q")
+    embeds = lambda fake: [r for r in fake.sim.requests if r.path.endswith("/embeddings")]  # noqa: E731
+    assert embeds(cloud) and not embeds(own)  # seeding used the cheaper, first deployment
+    before = len(embeds(cloud))
+    httpx.post(
+        gw.url + "/v1/chat/completions",
+        json={
+            "model": "m",
+            "messages": QUESTION,
+            "rag": {"collection": "notes", "top_k": 1},
+            "provider": {"data_collection": "deny"},
+        },
+        timeout=20,
+    ).raise_for_status()
+    assert len(embeds(cloud)) == before and len(embeds(own)) == 1
+    assert (
+        _upstream_messages(up)[0]["role"] == "system"
+    )  # context was added (the fake's vectors carry no meaning)
