@@ -11,6 +11,7 @@ rest go on.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
 from collections.abc import Callable, Iterable
@@ -138,12 +139,14 @@ class Ingestor:
         results: dict[str, FileResult] = {}
         payloads: list[dict[str, Any]] = []
         versions: dict[str, str] = {}
+        changed = [d for d in latest.values() if stored.get(d.source) != d.content_hash]
+        chunked = await asyncio.to_thread(lambda: {d.source: _payloads(d, d.content_hash) for d in changed})
         for source, doc in latest.items():
             doc_hash = doc.content_hash
-            if stored.get(source) == doc_hash:
+            if source not in chunked:
                 results[source] = FileResult(source, "unchanged")
                 continue
-            pieces = _payloads(doc, doc_hash)
+            pieces = chunked[source]
             if not pieces:
                 results[source] = FileResult(source, "failed", error="no text to ingest")
                 continue
@@ -152,28 +155,35 @@ class Ingestor:
             results[source] = FileResult(source, "updated" if source in stored else "added", len(pieces))
         if payloads:
             try:
-                await self._write(versions, payloads)
+                await self._write(versions, payloads, replacing=any(s in stored for s in versions))
             except RagError as exc:
                 for source in versions:
                     results[source] = FileResult(source, "failed", error=str(exc))
         return list(results.values())
 
-    async def _write(self, versions: dict[str, str], payloads: list[dict[str, Any]]) -> None:
-        from qdrant_client import models
-
+    async def _write(self, versions: dict[str, str], payloads: list[dict[str, Any]], replacing: bool) -> None:
         texts = [embedding_text(p) for p in payloads]
         vectors: list[list[float]] = []
         for i in range(0, len(texts), self.batch_chunks):
             vectors += await self.embedder.embed_documents(texts[i : i + self.batch_chunks])
-        dense = vector_name(self.embedder.id)
-        points = []
-        for payload, text, vector in zip(payloads, texts, vectors, strict=True):
-            indices, values = sparse.document_vector(text)
-            points.append(
-                models.PointStruct(
-                    id=chunk_id(payload["source"], payload["position"], payload["chunk_hash"]),
-                    vector={dense: vector, SPARSE: models.SparseVector(indices=indices, values=values)},
-                    payload=payload,
-                )
+        # Sparse vectors and point objects are pure-Python work: keep it off the event loop.
+        points = await asyncio.to_thread(_points, vector_name(self.embedder.id), payloads, texts, vectors)
+        await self.store.replace_documents(self.collection, versions, points, replacing)
+
+
+def _points(
+    dense: str, payloads: list[dict[str, Any]], texts: list[str], vectors: list[list[float]]
+) -> list[Any]:
+    from qdrant_client import models
+
+    points = []
+    for payload, text, vector in zip(payloads, texts, vectors, strict=True):
+        indices, values = sparse.document_vector(text)
+        points.append(
+            models.PointStruct(
+                id=chunk_id(payload["source"], payload["position"], payload["chunk_hash"]),
+                vector={dense: vector, SPARSE: models.SparseVector(indices=indices, values=values)},
+                payload=payload,
             )
-        await self.store.replace_documents(self.collection, versions, points)
+        )
+    return points

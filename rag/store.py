@@ -248,7 +248,9 @@ class Store:
         """The stored content hash of each of `sources` that the collection holds."""
         return await self._call(self._hashes_blocking, collection, sources) if sources else {}
 
-    def _replace_blocking(self, collection: str, versions: dict[str, str], points: Sequence[Any]) -> None:
+    def _replace_blocking(
+        self, collection: str, versions: dict[str, str], points: Sequence[Any], replacing: bool
+    ) -> None:
         from qdrant_client import models
 
         sources = models.FieldCondition(key="source", match=models.MatchAny(any=list(versions)))
@@ -260,17 +262,19 @@ class Store:
             written = models.Filter(must=[sources, new])
             self._client.delete(collection, points_selector=models.FilterSelector(filter=written), wait=True)
             raise
-        old = models.Filter(must=[sources], must_not=[new])
-        self._client.delete(collection, points_selector=models.FilterSelector(filter=old), wait=True)
+        if replacing:  # new documents have no old chunks: skip the scan
+            old = models.Filter(must=[sources], must_not=[new])
+            self._client.delete(collection, points_selector=models.FilterSelector(filter=old), wait=True)
 
     async def replace_documents(
-        self, collection: str, versions: dict[str, str], points: Sequence[Any]
+        self, collection: str, versions: dict[str, str], points: Sequence[Any], replacing: bool = True
     ) -> None:
         """Write new chunks of documents (source -> new content hash), then drop their old ones.
 
         Readers never see a document missing; a failed write removes what it wrote.
+        `replacing=False` says none of them was stored before.
         """
-        await self._call(self._replace_blocking, collection, versions, points)
+        await self._call(self._replace_blocking, collection, versions, points, replacing)
 
     # ----------------------------------------------------------------- search
 

@@ -7,6 +7,7 @@ local store's lock, and with a `gateway` embedder.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -53,10 +54,12 @@ async def ingest_documents(request: Request) -> Response:
     except ValidationError as exc:
         raise validation_error(exc) from None
     collection = service.collection(name)
-    documents = [
-        make_document(d.source, d.text, kind=d.type, author=d.author, title=d.title, url=d.url)
-        for d in parsed.documents
-    ]
+    documents = await asyncio.to_thread(  # parsing (HTML, front matter) is CPU work: off the loop
+        lambda: [
+            make_document(d.source, d.text, kind=d.type, author=d.author, title=d.title, url=d.url)
+            for d in parsed.documents
+        ]
+    )
     try:
         store = await service.store()
         report = await Ingestor(store, service.embedder(collection, deny=False), name).run(documents)
