@@ -31,8 +31,10 @@ from gateway.dashboard.pages import dashboard_routes
 from gateway.errors import GatewayError, error_response
 from gateway.middleware import RequestIdMiddleware
 from gateway.routes.chat import chat_completions
+from gateway.routes.completions import completions
 from gateway.routes.embeddings import embeddings
 from gateway.routes.generation import generation, health
+from gateway.routes.messages import create_message
 from gateway.routes.models import list_models
 from gateway.routes.responses import create_response, delete_response, get_response
 from gateway.runtime import build_runtime
@@ -87,6 +89,8 @@ def create_app(settings: Settings, config: GatewayConfig) -> ASGIApp:
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
         Route("/v1/embeddings", embeddings, methods=["POST"]),
         Route("/v1/responses", create_response, methods=["POST"]),
+        Route("/v1/messages", create_message, methods=["POST"]),
+        Route("/v1/completions", completions, methods=["POST"]),
         Route("/v1/responses/{response_id}", get_response, methods=["GET"]),
         Route("/v1/responses/{response_id}", delete_response, methods=["DELETE"]),
         Route("/v1/models", list_models, methods=["GET"]),

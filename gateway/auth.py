@@ -36,9 +36,11 @@ ADMIN = Principal(None, "admin", is_admin=True)
 
 
 def bearer_token(request: Request) -> str | None:
+    """The key from `Authorization: Bearer …`, or from `x-api-key` (what the Anthropic SDK sends)."""
     header = request.headers.get("authorization")
     if not header:
-        return None
+        key = request.headers.get("x-api-key", "").strip()
+        return key or None
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None
@@ -57,7 +59,7 @@ def authenticate(request: Request, settings: Settings) -> Principal:
     if token is None:
         raise GatewayError(
             401,
-            "missing API key: send 'Authorization: Bearer <key>'",
+            "missing API key: send 'Authorization: Bearer <key>' (or 'x-api-key: <key>')",
             code="missing_api_key",
             headers={"www-authenticate": "Bearer"},
         )

@@ -16,11 +16,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel
 from starlette.requests import Request
 
 from gateway.accounting import answer_text, estimate_usage, usage_payload
-from gateway.auth import Principal
+from gateway.auth import Principal, authenticate
 from gateway.records import RequestRecord
+from gateway.request_body import ChatCompletionRequest, read_json_object, validate
 from gateway.retrieval import Grounding, ground, rag_request
 from gateway.routes.failures import admit_or_book, book_failure
 from gateway.routing import wants_metadata
@@ -54,6 +56,22 @@ class Admitted:
     @property
     def model(self) -> str:
         return self.plan.groups[0].name
+
+
+async def admit_translated(
+    request: Request,
+    schema: type[BaseModel],
+    translate: Callable[[dict[str, Any]], dict[str, Any]],
+    kind: str,
+) -> tuple[dict[str, Any], dict[str, Any], Admitted]:
+    """Read and validate a body of another API shape, translate it, and admit its chat body."""
+    runtime: Runtime = request.app.state.runtime
+    principal = authenticate(request, runtime.settings)
+    body = await read_json_object(request, runtime.settings.max_body_bytes)
+    validate(schema, body)
+    chat = translate(body)
+    validate(ChatCompletionRequest, chat)
+    return body, chat, await admit_chat(request, runtime, principal, chat, kind)
 
 
 async def admit_chat(
@@ -106,6 +124,18 @@ def _tool_arguments(answer: dict[str, Any]) -> str:
     return "".join(parts)
 
 
+def _fill_required(answer: dict[str, Any]) -> None:
+    """Add the keys OpenAI's schema requires even when null, which some providers leave out."""
+    answer.setdefault("object", "chat.completion")
+    for choice in answer.get("choices") or ():
+        if isinstance(choice, dict):
+            choice.setdefault("logprobs", None)
+            message = choice.get("message")
+            if isinstance(message, dict):
+                message.setdefault("content", None)
+                message.setdefault("refusal", None)
+
+
 async def complete_chat(adm: Admitted, body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
     """Run a non-streaming completion; the answer in OpenAI's shape (with cost) and its headers."""
     runtime, plan, record = adm.runtime, adm.plan, adm.record
@@ -118,6 +148,7 @@ async def complete_chat(adm: Admitted, body: dict[str, Any]) -> tuple[dict[str, 
     except (AllAttemptsFailed, ProviderError) as failure:
         raise book_failure(runtime, record, log, started_at, failure, adm.model) from None
     answer = result.body
+    _fill_required(answer)
     usage = result.usage
     if usage is None:
         usage = await estimate_usage(body.get("messages", []), answer_text(answer) + _tool_arguments(answer))

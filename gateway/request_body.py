@@ -118,6 +118,32 @@ class ResponsesRequest(_Open):
     provider: dict[str, Any] | None = None
 
 
+class MessagesRequest(_Open):
+    """Anthropic's Messages API: `max_tokens` is required there, and temperature tops out at 1."""
+
+    model: str = Field(min_length=1)
+    max_tokens: int = Field(ge=1)
+    messages: list[dict[str, Any]] = Field(min_length=1)
+    system: str | list[Any] | None = None
+    stream: bool | None = None
+    temperature: float | None = Field(None, ge=0, le=1)
+    top_p: float | None = Field(None, ge=0, le=1)
+    tools: list[dict[str, Any]] | None = None
+    models: list[str] | None = None
+    provider: dict[str, Any] | None = None
+
+
+class CompletionsRequest(_Open):
+    model: str = Field(min_length=1)
+    prompt: str | list[Any]
+    stream: bool | None = None
+    max_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, ge=0, le=1)
+    models: list[str] | None = None
+    provider: dict[str, Any] | None = None
+
+
 class EmbeddingsRequest(_Open):
     model: str = Field(min_length=1)
     input: str | list[Any] = Field(min_length=1)

@@ -10,8 +10,6 @@ that have the Responses API natively. A response's id is `resp_` plus the reques
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import aclosing
 from typing import Any
 
 import orjson
@@ -24,20 +22,15 @@ from gateway.pipeline import admit_chat, complete_chat, open_stream
 from gateway.request_body import ChatCompletionRequest, ResponsesRequest, read_json_object, validate
 from gateway.routes.chat import event_stream
 from gateway.runtime import Runtime
-from gateway.streaming import KEEP_ALIVE, StreamContext, events
 from gateway.translate.responses import from_chat, input_messages, output_messages, skeleton, to_chat
-from gateway.translate.responses_stream import Event, ResponsesStream
+from gateway.translate.responses_stream import ResponsesStream
+from gateway.translated_stream import translated
 
 JSON = dict[str, Any]
 
 
 def _owner(principal: Principal) -> str:
     return principal.key_id or principal.name
-
-
-def encode_event(event: Event) -> bytes:
-    kind, payload = event
-    return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
 
 
 async def create_response(request: Request) -> Response:
@@ -64,31 +57,12 @@ async def create_response(request: Request) -> Response:
     if body.get("stream"):
         ctx, opening, headers = await open_stream(adm, chat, always_usage=True)
         stream = ResponsesStream(skeleton(body, response_id, created, adm.model))
-        return event_stream(_relay(ctx, opening, stream, keep), headers, ctx.on_client_close)
+        relay = translated(ctx, opening, stream, lambda: keep(stream.response))
+        return event_stream(relay, headers, ctx.on_client_close)
     answer, headers = await complete_chat(adm, chat)
     response = from_chat(answer, body, response_id, created)
     keep(response)
     return Response(orjson.dumps(response), media_type="application/json", headers=headers)
-
-
-async def _relay(
-    ctx: StreamContext, opening: Any, stream: ResponsesStream, keep: Callable[[JSON], None]
-) -> AsyncIterator[bytes]:
-    """The relay's chat chunks as Responses events; the finished response is stored."""
-    for event in stream.start():
-        yield encode_event(event)
-    async with aclosing(events(ctx, opening)) as chunks:
-        async for chunk in chunks:
-            if chunk is None:
-                yield KEEP_ALIVE
-                continue
-            for event in stream.chunk(chunk):
-                yield encode_event(event)
-    if stream.response["status"] == "failed":
-        return
-    for event in stream.end():
-        yield encode_event(event)
-    keep(stream.response)
 
 
 async def get_response(request: Request) -> Response:

@@ -22,7 +22,17 @@ from gateway.errors import GatewayError
 JSON = dict[str, Any]
 
 # Request fields copied to the chat body unchanged (the gateway's own included).
-_SAME = ("model", "stream", "temperature", "top_p", "user", "parallel_tool_calls", "provider", "models")
+_SAME = (
+    "model",
+    "stream",
+    "temperature",
+    "top_p",
+    "user",
+    "parallel_tool_calls",
+    "provider",
+    "models",
+    "rag",
+)
 _PART_TYPES = {"input_text": "text", "output_text": "text", "text": "text"}
 
 
