@@ -129,9 +129,11 @@ class StreamContext:
         chunk["id"] = self.request_id
         chunk["model"] = segment.model
         chunk["provider"] = segment.started.deployment.provider
+        chunk.setdefault("object", "chat.completion.chunk")
         choices = chunk.get("choices")
         if choices and isinstance(choices[0], dict):
             first = choices[0]
+            first.setdefault("finish_reason", None)  # required by OpenAI's schema, even when null
             delta = first.get("delta")
             if isinstance(delta, dict):
                 if isinstance(delta.get("content"), str):
