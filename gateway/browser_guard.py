@@ -15,7 +15,7 @@ and spend. So, before any route runs:
   preflight — which the gateway answers only for configured origins.
 
 Refusals are OpenAI-shaped errors. The cost per request is one pass over the
-request's headers.
+request's headers and a dict lookup (each Host value is judged once).
 """
 
 from __future__ import annotations
@@ -60,10 +60,16 @@ class BrowserGuard:
         self._loopback_ok = not settings.auth_enabled
         self._check_host = not settings.auth_enabled or bool(self._allowed_hosts)
         self._origins = frozenset(split_list(settings.cors_origins))
+        self._host_verdicts: dict[str, bool] = {}  # a server sees few Host values: decide each once
 
     def _host_allowed(self, host: str) -> bool:
-        name = host_name(host)
-        return name in self._allowed_hosts or (self._loopback_ok and is_loopback(name))
+        verdict = self._host_verdicts.get(host)
+        if verdict is None:
+            name = host_name(host)
+            verdict = name in self._allowed_hosts or (self._loopback_ok and is_loopback(name))
+            if len(self._host_verdicts) < 1024:
+                self._host_verdicts[host] = verdict
+        return verdict
 
     def _refusal(self, scope: Scope, host: str, origin: str, content_type: str) -> GatewayError | None:
         if self._check_host and host and not self._host_allowed(host):
@@ -91,15 +97,20 @@ class BrowserGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        host = origin = content_type = ""
+        host = origin = content_type = b""
         for name, value in scope["headers"]:
             if name == b"host":
-                host = value.decode("latin-1").lower()
+                host = value
             elif name == b"origin":
-                origin = value.decode("latin-1").lower()
+                origin = value
             elif name == b"content-type":
-                content_type = value.decode("latin-1").lower()
-        refusal = self._refusal(scope, host, origin, content_type)
+                content_type = value
+        refusal = self._refusal(
+            scope,
+            host.decode("latin-1").lower(),
+            origin.decode("latin-1").lower(),
+            content_type.decode("latin-1").lower(),
+        )
         if refusal is not None:
             await error_response(refusal)(scope, receive, send)
             return
