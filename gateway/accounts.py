@@ -30,6 +30,7 @@ from gateway.ledger import LedgerWriter, key_spend
 from gateway.limits import Limiter, MemoryBackend
 from gateway.limits.types import LimitBackend
 from gateway.settings import Settings
+from gateway.telemetry.tracing import child_span
 
 if TYPE_CHECKING:
     from gateway.runtime import Runtime
@@ -194,7 +195,8 @@ class AccountsMiddleware:
             and not (self._admin_key and hmac.compare_digest(token.encode(), self._admin_key))
         ):
             try:
-                state["virtual_key"] = await accounts.lookup(token)
+                with child_span("gateway.auth"):
+                    state["virtual_key"] = await accounts.lookup(token)
             except KeyUnavailable:
                 await error_response(
                     GatewayError(503, "key store unavailable; retry shortly", code="key_store_unavailable")

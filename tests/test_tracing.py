@@ -186,3 +186,40 @@ def test_every_deployment_failing_marks_the_server_span_and_each_attempt(fake, g
     assert _attrs(server)["http.response.status_code"] == response.status_code
     attempts = tree["chat first-model"] + tree["chat second-model"]
     assert attempts and all(a.status.status_code == StatusCode.ERROR for a in attempts)
+
+
+def test_a_client_that_leaves_mid_stream_ends_the_stream_span_as_client_gone(fake, gateway, spans):
+    upstream = fake(behaviour=Behaviour(completion_tokens=400, chunk_gap_ms=10))
+    gw = gateway(config_for({"up": upstream.url}))
+    traceparent, trace_id, _ = _traceparent()
+    body = {"model": "m", "stream": True, "messages": MESSAGES}
+    with httpx.stream(
+        "POST", f"{gw.url}/v1/chat/completions", json=body, headers={"traceparent": traceparent}, timeout=30
+    ) as response:
+        for i, _line in enumerate(response.iter_lines()):
+            if i >= 6:
+                break
+    tree = _tree(spans, trace_id, {"gateway.stream", "chat up-model"})
+    assert _attrs(tree["gateway.stream"][0])["gateway.stream.end"] == "client_gone"
+    assert 0 < _attrs(tree["gateway.stream"][0])["gateway.stream.chunks"] < 400
+
+
+def test_embeddings_with_a_virtual_key_trace_auth_and_an_embeddings_attempt(fake, gateway, spans):
+    upstream = fake()
+    gw = gateway(config_for({"up": upstream.url}), admin_key="admin-for-tracing")
+    admin = {"authorization": "Bearer admin-for-tracing"}
+    key = httpx.post(f"{gw.url}/admin/api/keys", json={"name": "traced"}, headers=admin, timeout=10).json()
+    traceparent, trace_id, _ = _traceparent()
+    response = httpx.post(
+        f"{gw.url}/v1/embeddings",
+        json={"model": "m", "input": "some text"},
+        headers={"traceparent": traceparent, "authorization": f"Bearer {key['key']}"},
+        timeout=30,
+    )
+    assert response.status_code == 200
+    tree = _tree(
+        spans, trace_id, {"POST /v1/embeddings", "gateway.auth", "gateway.admit", "embeddings up-model"}
+    )
+    attrs = _attrs(tree["embeddings up-model"][0])
+    assert attrs["gen_ai.operation.name"] == "embeddings" and attrs["gen_ai.usage.input_tokens"] > 0
+    assert _attrs(tree["gateway.admit"][0])["gateway.key_name"] == "traced"
