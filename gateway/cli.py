@@ -17,9 +17,9 @@ log = logging.getLogger("gateway")
 
 def serve(args: argparse.Namespace) -> int:
     settings = Settings()
-    from gateway.telemetry.logs import configure_logging
+    from gateway.telemetry.logs import configure_logging, flush_before_sigterm
 
-    configure_logging(settings.log_level, args.log_format or settings.log_format)
+    log_queue = configure_logging(settings.log_level, args.log_format or settings.log_format)
     path: Path = args.config or settings.config_path or DEMO_CONFIG_PATH
     try:
         config = load_config(path)
@@ -50,6 +50,7 @@ def serve(args: argparse.Namespace) -> int:
     from gateway.telemetry.tracing import configure_tracing
 
     tracer_provider = configure_tracing(settings)
+    flush_before_sigterm(*([tracer_provider.shutdown] if tracer_provider else []), log_queue.stop)
     app = create_app(settings, config)
     # Everything imported so far lives as long as the process: move it out of the
     # collector's reach, so full collections stop scanning it (they made the p99 tail).

@@ -52,6 +52,7 @@ def test_one_json_line_per_request_and_no_secret_anywhere(fake, tmp_path):
 
     lines = gateway.log_path.read_text().splitlines()
     entries = [json.loads(line) for line in lines]  # every line is one JSON object
+    assert entries[-1]["message"].startswith("Finished server process")  # flushed before the SIGTERM exit
     requests = [e for e in entries if e["logger"] == "gateway.requests"]
     assert len(requests) == 5  # the 401 for an unknown key has no owner and is not booked
     first = requests[0]

@@ -17,7 +17,9 @@ import atexit
 import logging
 import logging.handlers
 import queue
+import signal
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -92,6 +94,27 @@ _LOGGED = (
     "streamed",
     "finish_reason",
 )
+
+
+def flush_before_sigterm(*flushers: Callable[[], object]) -> None:
+    """Run `flushers` (the log queue, the span exporter) before a SIGTERM ends the process.
+
+    uvicorn shuts down cleanly on SIGTERM and then raises the signal again with the
+    handler that was in place before it started: this one. Left to the default
+    handler, the process would die with queued log lines and batched spans unwritten
+    (atexit does not run on a signal death). Main thread only, like every signal handler.
+    """
+
+    def flush_then_terminate(signum: int, frame: object) -> None:
+        for flush in flushers:
+            try:
+                flush()
+            except Exception:  # a failed flush must not keep the process alive
+                continue
+        signal.signal(signum, signal.SIG_DFL)
+        signal.raise_signal(signum)
+
+    signal.signal(signal.SIGTERM, flush_then_terminate)
 
 
 def request_fields(record: RequestRecord) -> dict[str, Any]:
