@@ -34,6 +34,7 @@ from gateway.request_body import validation_error
 from gateway.retrieval_calls import GatewayEmbedder, GatewayReranker, GatewayRewriter
 from gateway.retrieval_config import CollectionConfig, RagRequest
 from gateway.settings import Settings
+from gateway.telemetry.tracing import child_span
 from rag.augment import augment, citation_urls, last_user_text, url_annotations
 from rag.documents import expand_paths, read_document
 from rag.embedders import DEFAULT_LOCAL_MODEL, Embedder, LocalEmbedder, QueryCache
@@ -253,9 +254,12 @@ async def ground(
     assert asked.collection is not None
     collection = service.collection(asked.collection)
     try:
-        grounding = await _retrieve(
-            service, collection, asked, last_user_text(body.get("messages", [])), deny
-        )
+        with child_span("gateway.rag", **{"gateway.rag.collection": collection.name}) as span:
+            grounding = await _retrieve(
+                service, collection, asked, last_user_text(body.get("messages", [])), deny
+            )
+            if span is not None:
+                span.set_attribute("gateway.rag.chunks", len(grounding.hits))
     except CollectionNotFound as exc:
         raise _book(
             runtime,
@@ -275,6 +279,8 @@ async def ground(
         log.warning("retrieval from %s failed, going on without context: %s", collection.name, exc)
         grounding = Grounding(collection.name, error=str(exc))
     body["messages"] = augment(body.get("messages", []), grounding.hits, collection.template, collection.role)
+    if record.prompt is not None:  # prompt monitoring keeps what the upstream is sent, too
+        record.prompt["augmented"] = body["messages"]
     record.retrieval_ms = round(grounding.ms, 2)
     record.rag_chunks = grounding.chunks()
     return grounding

@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
+
+from opentelemetry import trace
 
 from rag import sparse
 from rag.embedders import Embedder
@@ -61,6 +64,16 @@ async def _expand(query: str, options: RetrievalOptions, rewriter: Rewriter | No
     out.queries += [r for r in rewrites[: options.expansions] if r.strip() and r != query]
 
 
+_tracer = trace.get_tracer("rag")
+
+
+def _step(name: str) -> AbstractContextManager[Any]:
+    """A span for one retrieval step when the caller is traced (OpenTelemetry API); else nothing."""
+    if not trace.get_current_span().is_recording():
+        return nullcontext()
+    return _tracer.start_as_current_span(name)
+
+
 async def retrieve(
     store: Store,
     embedder: Embedder,
@@ -77,9 +90,10 @@ async def retrieve(
         out.ms = (time.perf_counter() - started) * 1000
         return out
     await _expand(query, options, rewriter, out)
-    dense = [await embedder.embed_query(query)]
-    if len(out.queries) > 1:
-        dense += await embedder.embed_documents(out.queries[1:])
+    with _step("rag.embed"):
+        dense = [await embedder.embed_query(query)]
+        if len(out.queries) > 1:
+            dense += await embedder.embed_documents(out.queries[1:])
     fused = len(dense) > 1 or options.hybrid
     wide = options.rerank and reranker is not None
     search = Query(
@@ -89,7 +103,8 @@ async def retrieve(
         score_threshold=options.score_threshold,
         filter=options.filter,
     )
-    hits = await store.search(collection, embedder.id, search)
+    with _step("rag.search"):
+        hits = await store.search(collection, embedder.id, search)
     if wide and reranker is not None:
         try:
             hits = await reranker(query, hits)

@@ -223,3 +223,32 @@ def test_embeddings_with_a_virtual_key_trace_auth_and_an_embeddings_attempt(fake
     attrs = _attrs(tree["embeddings up-model"][0])
     assert attrs["gen_ai.operation.name"] == "embeddings" and attrs["gen_ai.usage.input_tokens"] > 0
     assert _attrs(tree["gateway.admit"][0])["gateway.key_name"] == "traced"
+
+
+def test_retrieval_is_traced_and_the_augmented_prompt_is_kept(fake, gateway, local_embedder, tmp_path, spans):
+    from tests.test_rag_chat import QUESTION, _collection, _config, _docs
+
+    up = fake(name="up")
+    rag = "rag:\n  collections:\n" + _collection("twin", _docs(tmp_path))
+    config = _config(up.url, rag) + "prompt_log:\n  enabled: true\n"
+    gw = gateway(config, qdrant_path=tmp_path / "qdrant")
+    traceparent, trace_id, _ = _traceparent()
+    answer = _client(gw.url, traceparent).chat.completions.create(
+        model="m", messages=QUESTION, extra_body={"rag": {"collection": "twin", "top_k": 1}}
+    )
+    tree = _tree(spans, trace_id, {"POST /v1/chat/completions", "gateway.rag", "rag.embed", "rag.search"})
+    server, rag_span = tree["POST /v1/chat/completions"][0], tree["gateway.rag"][0]
+    assert rag_span.parent.span_id == server.context.span_id
+    assert (
+        _attrs(rag_span)["gateway.rag.collection"] == "twin" and _attrs(rag_span)["gateway.rag.chunks"] == 1
+    )
+    for step in ("rag.embed", "rag.search"):
+        assert tree[step][0].parent.span_id == rag_span.context.span_id
+
+    def kept() -> dict[str, Any] | None:
+        response = httpx.get(f"{gw.url}/admin/api/requests/{answer.id}", timeout=10)
+        prompt = response.json().get("prompt") if response.status_code == 200 else None
+        return prompt
+
+    prompt = wait_for(kept)
+    assert "every seven days" in prompt["augmented"] and "every seven days" not in prompt["messages"]

@@ -8,8 +8,10 @@ and the middleware passes requests straight through; every other span here is st
 only under a recording parent, so an untraced request costs a few context lookups.
 
 The tree of one request: the SERVER span (continuing an incoming `traceparent`) with
-children for authentication (`gateway.auth`, when a virtual key is presented), admission (`gateway.admit`: key limits and budget), the routing decision
-(`gateway.route`), each upstream attempt (router_policies.tracing, which also puts a
+children for authentication (`gateway.auth`, when a virtual key is presented),
+admission (`gateway.admit`: key limits and budget), retrieval (`gateway.rag`, with
+rag's own `rag.embed` and `rag.search`), the routing decision (`gateway.route`), each
+upstream attempt (router_policies.tracing, which also puts a
 `traceparent` on the upstream request) and, for streams, the relay (`gateway.stream`).
 """
 
