@@ -29,7 +29,9 @@ from gateway.browser_guard import BrowserGuard, split_list
 from gateway.config import GatewayConfig
 from gateway.dashboard.pages import dashboard_routes
 from gateway.errors import GatewayError, error_response
+from gateway.lifecycle import stop_sse_starlette_cutting_streams
 from gateway.middleware import RequestIdMiddleware
+from gateway.readiness import ready
 from gateway.routes.chat import chat_completions
 from gateway.routes.completions import completions
 from gateway.routes.embeddings import embeddings
@@ -69,6 +71,7 @@ def create_app(settings: Settings, config: GatewayConfig) -> ASGIApp:
         runtime = await build_runtime(settings, config)
         await asyncio.to_thread(token_counter)  # load the tokenizer now, not on a request
         app.state.runtime = runtime
+        runtime.lifecycle.install()
         for group in runtime.models.values():
             for d in group.deployments:
                 log.info(
@@ -83,8 +86,10 @@ def create_app(settings: Settings, config: GatewayConfig) -> ASGIApp:
         try:
             yield
         finally:
+            runtime.lifecycle.uninstall()
             await runtime.aclose()
 
+    stop_sse_starlette_cutting_streams()
     routes: list[BaseRoute] = [
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
         Route("/v1/embeddings", embeddings, methods=["POST"]),
@@ -97,6 +102,7 @@ def create_app(settings: Settings, config: GatewayConfig) -> ASGIApp:
         Route("/v1/generation", generation, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        Route("/ready", ready, methods=["GET"]),
         *admin_routes(),
         *rag_admin_routes(),
         *report_routes(),

@@ -220,6 +220,7 @@ async def open_stream(
         observer=runtime.routing.router,
         gateway_meta=(lambda: meta(log)) if (meta := adm.meta) is not None else None,
         on_finish=adm.grounding.cite_chunk if adm.grounding is not None and adm.grounding.hits else None,
+        lifecycle=runtime.lifecycle,
     )
     # Before the stream has started this names the attempt under way ("…;pending").
     return ctx, opening, {"x-gateway-route": log.route_header()}

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.config import ConfigError, DeploymentConfig, GatewayConfig, ProviderConfig, TimeoutFields
+from gateway.lifecycle import Lifecycle
 from gateway.records import RecentRecords, RecordSink, RequestRecord
 from gateway.responses_store import ResponseStore
 from gateway.settings import Settings
@@ -59,6 +60,8 @@ class Runtime:
     telemetry: Any = None  # gateway.telemetry.Telemetry: metrics registry, health probe, prompt log
     rag: Any = None  # gateway.retrieval.RagService: the Qdrant store and embedders
     responses: ResponseStore = field(default_factory=lambda: ResponseStore(0))  # see build_runtime
+    lifecycle: Lifecycle = field(default_factory=Lifecycle)
+    readiness: Any = None  # gateway.readiness.Readiness: what `/ready` probes
 
     def finish(self, record: RequestRecord) -> None:
         """Hand a finished request to every sink; never raises into the response path."""
@@ -241,6 +244,7 @@ async def build_runtime(settings: Settings, config: GatewayConfig) -> Runtime:
     models = build_models(config, providers, catalog)
     runtime = Runtime(settings, config, models, providers, pool, closers=closers)
     runtime.responses = ResponseStore(settings.responses_retention_s, settings.responses_capacity)
+    runtime.lifecycle = Lifecycle(settings.shutdown_drain_s, settings.shutdown_timeout_s)
     from gateway.accounts import open_accounts
 
     runtime.accounts = await open_accounts(runtime)
@@ -260,4 +264,7 @@ async def build_runtime(settings: Settings, config: GatewayConfig) -> Runtime:
     runtime.rag = RagService(settings, config, runtime)
     closers.append(runtime.rag.aclose)
     await runtime.rag.start()
+    from gateway.readiness import Readiness
+
+    runtime.readiness = Readiness.for_runtime(runtime)
     return runtime

@@ -20,6 +20,7 @@ connection is closed. The only work on the hot path is a counter and a timer per
 from __future__ import annotations
 
 import asyncio
+import functools
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -160,6 +161,31 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
 def protocol_class(limits: HttpLimits) -> type[GuardedHttpToolsProtocol]:
     return type("GuardedHttpToolsProtocol", (GuardedHttpToolsProtocol,), {"limits": limits})
+
+
+class EnvironmentGuardedProtocol(GuardedHttpToolsProtocol):
+    """The guarded protocol of `gateway serve --workers N`, which uvicorn imports by name in each
+    worker (a class made at run time cannot be sent to a spawned process); each worker reads the
+    limits from its own settings, which come from the environment the parent shares."""
+
+    @property
+    def limits(self) -> HttpLimits:  # type: ignore[override]
+        return _environment_limits()
+
+
+@functools.cache
+def _environment_limits() -> HttpLimits:
+    return HttpLimits.from_settings(Settings())
+
+
+def worker_options(settings: Settings) -> dict[str, Any]:
+    """`server_config`'s protocol settings as `uvicorn.run` keywords, for worker processes."""
+    return {
+        "loop": "uvloop",
+        "http": f"{__name__}:EnvironmentGuardedProtocol",
+        "h11_max_incomplete_event_size": settings.max_header_bytes,
+        "timeout_keep_alive": settings.idle_connection_timeout_s,
+    }
 
 
 def server_config(app: Any, settings: Settings, **options: Any) -> uvicorn.Config:

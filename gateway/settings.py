@@ -66,6 +66,10 @@ class Settings(BaseSettings):
         30 * 24 * 3600, gt=0, validation_alias=_env("GATEWAY_RESPONSES_RETENTION_S")
     )
     responses_capacity: int = Field(10_000, ge=1, validation_alias=_env("GATEWAY_RESPONSES_CAPACITY"))
+    workers: int = Field(1, ge=1, validation_alias=_env("GATEWAY_WORKERS"))
+    # Graceful shutdown (gateway.lifecycle): keep accepting while not ready, then let streams finish.
+    shutdown_drain_s: float = Field(0.0, ge=0, validation_alias=_env("GATEWAY_SHUTDOWN_DRAIN_S"))
+    shutdown_timeout_s: float = Field(30.0, ge=0, validation_alias=_env("GATEWAY_SHUTDOWN_TIMEOUT_S"))
 
     @property
     def auth_enabled(self) -> bool:

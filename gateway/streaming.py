@@ -34,6 +34,7 @@ import anyio
 import orjson
 
 from gateway.accounting import estimate_usage, usage_payload
+from gateway.lifecycle import Lifecycle
 from gateway.records import RequestRecord
 from gateway.telemetry.tracing import end_stream_span, start_stream_span
 from providers.errors import ProviderError, UpstreamTimeout
@@ -90,6 +91,9 @@ class StreamContext:
     model_of: Mapping[Deployment, str] = field(default_factory=dict)
     observer: Any = None
     client_gone: bool = False
+    booked: bool = False
+    # Set while the process shuts down: past its deadline, the stream ends with an error chunk.
+    lifecycle: Lifecycle | None = None
     segments: list[Segment] = field(default_factory=list)
     finish_reason: str | None = None
     chunks: int = 0  # sent to the client, for the stream's span
@@ -190,13 +194,22 @@ class StreamContext:
             chunk["resumed"] = self.resumed_marker()
         return chunk
 
+    @property
+    def past_shutdown_deadline(self) -> bool:
+        return self.lifecycle is not None and self.lifecycle.expired
+
     def error_chunk(self, error: ProviderError) -> dict[str, Any]:
         provider = error.provider or (self.segments[-1].started.deployment.provider if self.segments else "")
+        if isinstance(error, GatewayShuttingDown):
+            code, message = 503, str(error)
+        else:
+            code = 504 if isinstance(error, UpstreamTimeout) else 502
+            message = f"the upstream stream broke: {error}"
         return {
             **self._envelope(provider),
             "error": {
-                "code": 504 if isinstance(error, UpstreamTimeout) else 502,
-                "message": f"the upstream stream broke: {error}",
+                "code": code,
+                "message": message,
                 "metadata": {"error_type": error.error_type, "provider": provider},
             },
             "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": "error"}],
@@ -247,6 +260,15 @@ class _ClientGone(Exception):
     """The client disconnected: stop reading the upstream now."""
 
 
+class GatewayShuttingDown(ProviderError):
+    """The process's shutdown deadline passed with this stream still open: end it with an error chunk."""
+
+    error_type = "shutting_down"
+
+    def __init__(self) -> None:
+        super().__init__("the gateway is shutting down; retry the request")
+
+
 def _argument_fragments(calls: Any) -> list[str]:
     out: list[str] = []
     for call in calls if isinstance(calls, list) else ():
@@ -265,6 +287,8 @@ async def _relay_segment(ctx: StreamContext, segment: Segment) -> AsyncIterator[
     async for chunk in segment.started.rest:
         if ctx.client_gone:
             raise _ClientGone
+        if ctx.past_shutdown_deadline:
+            raise GatewayShuttingDown
         out = ctx.rewrite(chunk, segment)
         if out is not None:
             ctx.chunks += 1
@@ -291,8 +315,14 @@ async def events(
     """
     cancelled, error = True, None
     span = start_stream_span()
+    if ctx.lifecycle is not None:
+        ctx.lifecycle.open_streams += 1
     try:
         while not opening.done():
+            if ctx.past_shutdown_deadline:
+                cancelled, error = False, GatewayShuttingDown.error_type
+                yield ctx.error_chunk(GatewayShuttingDown())
+                return
             yield None
             await asyncio.wait({opening}, timeout=ctx.keepalive_s)
         try:
@@ -311,7 +341,10 @@ async def events(
             except _ClientGone:
                 return  # `cancelled` is still True: the finally closes the upstream and books it
             except ProviderError as failure:
-                resumed = await _resume(ctx) if ctx.resume and not ctx.in_tool_call else None
+                resumable = (
+                    ctx.resume and not ctx.in_tool_call and not isinstance(failure, GatewayShuttingDown)
+                )
+                resumed = await _resume(ctx) if resumable else None
                 if resumed is None:
                     cancelled, error = False, failure.error_type
                     yield ctx.error_chunk(failure)
@@ -320,17 +353,25 @@ async def events(
         if final is not None:
             yield final
         cancelled = False
+        if all(segment.usage is not None for segment in ctx.segments):
+            # Booked before `[DONE]` (nothing to count, so nothing to wait for): once the
+            # client has the whole answer, its ledger row is journaled.
+            await _book(ctx, cancelled=False, error=None)
+            ctx.booked = True
     finally:
+        if ctx.lifecycle is not None:
+            ctx.lifecycle.open_streams -= 1
         with anyio.CancelScope(shield=True):  # a disconnect must still close the upstream
             for segment in ctx.segments:
                 await segment.started.aclose()
             if not opening.done():
                 opening.cancel()
         end_stream_span(span, ctx, cancelled, error)
-        # Booking may need token counting (a thread); never hold the closing path for it.
-        task = asyncio.get_running_loop().create_task(_book(ctx, cancelled, error))
-        _bookings.add(task)
-        task.add_done_callback(_bookings.discard)
+        if not ctx.booked:
+            # Booking may need token counting (a thread); never hold the closing path for it.
+            task = asyncio.get_running_loop().create_task(_book(ctx, cancelled, error))
+            _bookings.add(task)
+            task.add_done_callback(_bookings.discard)
 
 
 async def _resume(ctx: StreamContext) -> Segment | None:

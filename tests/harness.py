@@ -477,6 +477,12 @@ class GatewayProcess:
             self._reservation.close()
         return self
 
+    def kill(self) -> None:
+        """SIGKILL: the process dies without any shutdown work."""
+        self.process.kill()
+        self.process.wait(timeout=5)
+        self._log.close()
+
     def stop(self, timeout_s: float = 20.0) -> int:
         """SIGTERM, then wait (bounded); SIGKILL only if it hangs."""
         self._reservation.close()
