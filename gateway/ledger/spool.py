@@ -1,4 +1,9 @@
-"""The ledger's overflow file: rows that could not stay in memory while the database was away.
+"""The ledger's local files: overflow rows while the database is away, and the write-ahead journal.
+
+A `Spool` holds rows that could not stay in memory while the database was away; the
+writer also keeps one as its journal, where every row is appended (one `write`, no
+fsync) before the request's answer is complete and which is emptied whenever the
+queue has been written. Both are drained the same way after a crash.
 
 Each process appends to its own JSON-lines file and holds an exclusive `flock` on it
 while it does; `sealed()` closes the current file so it can be drained, and returns
@@ -39,6 +44,20 @@ class Spool:
         if sync:
             os.fsync(self._file.fileno())
         self.rows_written += len(rows)
+
+    def truncate(self) -> None:
+        """Forget every row appended so far (they are in the database); the file and its lock stay."""
+        if self._file is not None and self.rows_written:
+            self._file.seek(0)
+            self._file.truncate()
+            self.rows_written = 0
+
+    def remove(self) -> None:
+        """Close and delete this process's file: for a journal whose rows are all written or spooled."""
+        path = self._path
+        self.close()
+        if path is not None:
+            path.unlink(missing_ok=True)
 
     def close(self) -> None:
         if self._file is not None:

@@ -1,6 +1,11 @@
 """The ledger writer: every finished request becomes one row, written off the response path.
 
-`record` (a RecordSink) only appends to an in-memory queue. A background task writes
+`record` (a RecordSink) appends to an in-memory queue and to a local journal file
+(one unbuffered append, no fsync: a few microseconds), so a process killed with
+SIGKILL loses no row it had booked — the next start on the same spool directory
+writes the orphaned journal, and duplicates are ignored by request id. A host that
+loses its page cache (power loss) can still lose the rows of the last flush
+interval. A background task writes
 the queue in batches (one multi-row INSERT per batch) every `flush_interval_s`, or
 sooner when a batch is full. If the database is unreachable the rows stay queued and
 the task backs off and retries; past `memory_rows` the oldest rows are spilled to a
@@ -82,6 +87,8 @@ class LedgerWriter:
         self._engine = engine
         self._insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
         self.spool = Spool(spool_dir, spool_tag(database_url))
+        self.journal = Spool(spool_dir, spool_tag(database_url))
+        self._journal_failing = False
         self._queue: deque[dict[str, Any]] = deque()
         self._memory_rows = memory_rows
         self._batch_rows = batch_rows
@@ -94,7 +101,9 @@ class LedgerWriter:
         self.healthy = True
 
     def record(self, record: RequestRecord) -> None:
-        self._queue.append(to_row(record))
+        row = to_row(record)
+        self._queue.append(row)
+        self._journal(row)
         if len(self._queue) > self._memory_rows:
             spill = [self._queue.popleft() for _ in range(len(self._queue) - self._memory_rows // 2)]
             self.spool.append(spill)
@@ -102,6 +111,16 @@ class LedgerWriter:
             log.warning("ledger: database behind; spilled %d rows to %s", len(spill), self.spool.directory)
         if len(self._queue) >= self._batch_rows:
             self._wake.set()
+
+    def _journal(self, row: dict[str, Any]) -> None:
+        try:
+            self.journal.append([row])
+        except OSError as exc:  # the row is still queued; only its crash safety is lost
+            if not self._journal_failing:
+                log.warning("ledger: cannot append to the journal in %s: %s", self.journal.directory, exc)
+            self._journal_failing = True
+        else:
+            self._journal_failing = False
 
     def pending(self) -> int:
         return len(self._queue)
@@ -130,6 +149,7 @@ class LedgerWriter:
                 except BaseException:
                     self._queue.extendleft(reversed(batch))
                     raise
+            self.journal.truncate()  # nothing is queued: every journaled row is in the database
         except Exception as exc:
             if self.healthy:
                 log.warning(
@@ -185,3 +205,4 @@ class LedgerWriter:
             self.spool.append(list(self._queue), sync=True)
             self._queue.clear()
         self.spool.close()
+        self.journal.remove()  # its rows are written or spooled
