@@ -66,4 +66,4 @@ def test_two_workers_migrate_once_and_share_limits_and_routing_state(fake, tmp_p
     assert code == 0
     log = server.log_path.read_text()
     assert log.count("database migrated once, before starting 2 workers") == 1
-    assert log.count("Application startup complete") == 2 and log.count("Application shutdown complete") == 2
+    assert log.count("Application startup complete") == 2
