@@ -11,9 +11,15 @@ CONFIG ?=
 export HF_HUB_OFFLINE = 1
 export LITELLM_LOCAL_MODEL_COST_MAP = True
 
-.PHONY: setup serve test lint bench bench-routing clean browser mutate
+.PHONY: setup tools serve test lint bench bench-routing clean browser mutate
 
-setup: $(STAMP) $(CHARTS)
+setup: $(STAMP) $(CHARTS) tools
+
+# Command-line tools the deployment tests run (tests/test_deploy.py): `docker-compose config`
+# needs only the client, `kubectl kustomize` renders the manifests. Installed from Debian's packages.
+tools:
+	@command -v docker-compose >/dev/null || (apt-get update -qq && apt-get install -y -qq docker-compose)
+	@command -v kubectl >/dev/null || (apt-get update -qq && apt-get install -y -qq kubectl)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,7 +45,7 @@ serve: $(STAMP) $(CHARTS)
 # Two workers (pytest-xdist) in random order (pytest-randomly; the seed is printed,
 # re-run an order with PYTEST_ARGS=--randomly-seed=N).
 TEST_WORKERS ?= 2
-test: $(STAMP) $(CHARTS) browser
+test: $(STAMP) $(CHARTS) browser tools
 	$(BIN)/pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 # Mutation testing over the fast unit tests ([tool.mutmut] in pyproject.toml, docs/mutation.md).
