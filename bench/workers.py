@@ -26,10 +26,11 @@ from typing import Any
 from bench import procs
 
 MODEL, UPSTREAM_MODEL = "bench-model", "gpt-4o-mini"
-_LUA = """wrk.method = "POST"
+_BODY = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "hi"}]})
+_LUA = f"""wrk.method = "POST"
 wrk.headers["content-type"] = "application/json"
-wrk.body = '{"model": "%s", "messages": [{"role": "user", "content": "hi"}]}'
-""" % MODEL
+wrk.body = '{_BODY}'
+"""
 
 
 def _tree_rss_kb(root: int) -> int:
@@ -62,7 +63,10 @@ def _wrk(url: str, lua: Path, connections: int, seconds: int) -> dict[str, float
     )  # fmt: skip
     rate = re.search(r"Requests/sec:\s+([\d.]+)", done.stdout)
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", done.stdout)
-    return {"rps": float(rate.group(1)) if rate else 0.0, "non_2xx": float(errors.group(1)) if errors else 0.0}
+    return {
+        "rps": float(rate.group(1)) if rate else 0.0,
+        "non_2xx": float(errors.group(1)) if errors else 0.0,
+    }
 
 
 def _run(workdir: Path, upstream_url: str, workers: int, args: argparse.Namespace) -> dict[str, Any]:
