@@ -138,7 +138,7 @@ def test_sigterm_stops_accepting_lets_streams_finish_cuts_the_late_one_and_exits
         "GATEWAY_SHUTDOWN_DRAIN_S": "2",
         "GATEWAY_SHUTDOWN_TIMEOUT_S": "4",
     }
-    server = GatewayProcess(config, env, tmp_path / "serve.log").wait_ready()
+    server = GatewayProcess(config, env, tmp_path / "serve.log").wait_ready(timeout_s=60)
     assert _ready(server.url)[0] == 200
     streams: dict[str, list[dict[str, Any]]] = {"s": [], "l": []}
     started = {m: threading.Event() for m in streams}
@@ -197,5 +197,7 @@ def test_sigterm_with_nothing_in_flight_exits_0(workers, fake, tmp_path):
         from tests.harness import redis_url
 
         env["REDIS_URL"] = redis_url()
-    server = GatewayProcess(config, env, tmp_path / "serve.log", ("--workers", str(workers))).wait_ready()
+    server = GatewayProcess(config, env, tmp_path / "serve.log", ("--workers", str(workers))).wait_ready(
+        timeout_s=60
+    )
     assert server.stop() == 0, server.log_path.read_text()

@@ -108,7 +108,7 @@ def fleet(tmp_path_factory):
     replicas = [start(i) for i in range(3)]
     try:
         for r in replicas:
-            r.wait_ready()
+            r.wait_ready(timeout_s=90)  # three start at once on a shared machine
         yield {"replicas": replicas, "start": start, "database": database, "cheap": cheap, "slow": slow,
                "prefix": prefix, "redis": url}  # fmt: skip
     finally:
@@ -219,7 +219,7 @@ def test_sigkill_mid_load_loses_no_answered_row(fleet, capsys):
             f"(answered up to {max(lost, default=0) * 1000:.0f} ms before the kill)"
         )
 
-    restarted = fleet["start"](2).wait_ready()  # same spool directory: writes the dead journal
+    restarted = fleet["start"](2).wait_ready(timeout_s=90)  # same spool directory: writes the dead journal
     try:
         wait_for(lambda: _ledger_ids(fleet["database"], [rid for rid, _ in victims]) == {r for r, _ in victims},
                  timeout_s=15)  # fmt: skip

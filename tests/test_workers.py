@@ -38,7 +38,7 @@ def test_two_workers_migrate_once_and_share_limits_and_routing_state(fake, tmp_p
         "GATEWAY_ADMIN_KEY": ADMIN,
         "GATEWAY_LEDGER_SPOOL_DIR": str(tmp_path / "spool"),
     }
-    server = GatewayProcess(config, env, tmp_path / "serve.log", ("--workers", "2")).wait_ready()
+    server = GatewayProcess(config, env, tmp_path / "serve.log", ("--workers", "2")).wait_ready(timeout_s=60)
     shared = redis.Redis.from_url(url, decode_responses=True)
     try:
         # Each worker is its own replica in the shared routing state.
