@@ -37,6 +37,7 @@ def test_two_workers_migrate_once_and_share_limits_and_routing_state(fake, tmp_p
         "REDIS_URL": url,
         "GATEWAY_ADMIN_KEY": ADMIN,
         "GATEWAY_LEDGER_SPOOL_DIR": str(tmp_path / "spool"),
+        "GATEWAY_MAX_HEADER_BYTES": "2048",
     }
     server = GatewayProcess(config, env, tmp_path / "serve.log", ("--workers", "2")).wait_ready(timeout_s=60)
     shared = redis.Redis.from_url(url, decode_responses=True)
@@ -58,6 +59,9 @@ def test_two_workers_migrate_once_and_share_limits_and_routing_state(fake, tmp_p
         with ThreadPoolExecutor(max_workers=8) as pool:  # new connections: the kernel spreads them
             statuses = list(pool.map(call, range(40)))
         assert statuses.count(200) == 20 and statuses.count(429) == 20, statuses
+        # Each worker runs the guarded HTTP protocol with the limits from the environment.
+        big = httpx.get(f"{server.url}/health", headers={"x-big": "a" * 4096}, timeout=10)
+        assert big.status_code == 431 and big.json()["error"]["code"] == "headers_too_large"
     finally:
         code = server.stop()
         for k in shared.keys(f"{prefix}:*"):
