@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.server
 import json
 import signal
+import socket
 import sqlite3
 import threading
 from typing import Any
@@ -20,7 +21,13 @@ import pytest
 
 from gateway.simulator import Behaviour
 from tests.harness import GatewayProcess, config_for, wait_for
-from tests.test_routing_redis import OwnRedis, _free_port
+from tests.test_routing_redis import OwnRedis
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def _ready(url: str) -> tuple[int, dict[str, Any]]:

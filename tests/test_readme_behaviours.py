@@ -188,7 +188,10 @@ def test_sigterm_with_streams_in_flight_exits_cleanly_and_books_them(fake, tmp_p
     config = tmp_path / "gateway.yaml"
     config.write_text(config_for({"a": upstream.url}))
     db = tmp_path / "ledger.db"
-    server = GatewayProcess(config, {"DATABASE_URL": f"sqlite+aiosqlite:///{db}"}, tmp_path / "serve.log")
+    # Streams get GATEWAY_SHUTDOWN_TIMEOUT_S to finish after SIGTERM (30 s by default), then end
+    # with an error chunk: 2 s here, shorter than these 20 s streams.
+    env = {"DATABASE_URL": f"sqlite+aiosqlite:///{db}", "GATEWAY_SHUTDOWN_TIMEOUT_S": "2"}
+    server = GatewayProcess(config, env, tmp_path / "serve.log")
     server.wait_ready()
     ids: list[str] = []
     under_way = threading.Barrier(4, timeout=30)
