@@ -34,6 +34,19 @@ def start(gateway: Any, fake: Any, tmp_path: Any, behaviour: Behaviour | None = 
     )
 
 
+def first_refusal(api: openai.OpenAI, error: type[openai.APIStatusError], timeout_s: float) -> Any:
+    """Send `hi` until the gateway refuses it with `error` (bounded): spend is booked just after a response."""
+
+    def refused() -> Any:
+        try:
+            api.chat.completions.create(model="m", messages=HI)
+        except error as exc:
+            return exc
+        return None
+
+    return wait_for(refused, timeout_s=timeout_s)
+
+
 def test_rpm_gives_429_with_retry_after_and_ratelimit_headers(fake, gateway, tmp_path):
     gw = start(gateway, fake, tmp_path)
     api = client(gw.url, new_key(gw.url, rpm=5)["key"])
@@ -59,14 +72,7 @@ def test_tpm_counts_tokens_of_finished_requests(fake, gateway, tmp_path):
         raw.headers["x-ratelimit-limit-tokens"] == "20" and raw.headers["x-ratelimit-remaining-tokens"] == "0"
     )
 
-    def limited() -> Any:
-        try:
-            api.chat.completions.create(model="m", messages=HI)
-        except openai.RateLimitError as exc:
-            return exc
-        return None
-
-    error = wait_for(limited, timeout_s=5)
+    error = first_refusal(api, openai.RateLimitError, timeout_s=5)
     assert error.response.headers["x-ratelimit-remaining-tokens"] == "0"
     assert int(error.response.headers["retry-after"]) >= 1 and "tokens per minute" in str(error)
 
@@ -76,14 +82,7 @@ def test_budget_gives_402_naming_the_budget_and_its_reset(fake, gateway, tmp_pat
     api = client(gw.url, new_key(gw.url, name="tiny", budget_usd=0.000001, budget_period="day")["key"])
     api.chat.completions.create(model="m", messages=HI)  # admitted: nothing spent yet
 
-    def refused() -> Any:
-        try:
-            api.chat.completions.create(model="m", messages=HI)
-        except openai.APIStatusError as exc:
-            return exc
-        return None
-
-    error = wait_for(refused, timeout_s=5)
+    error = first_refusal(api, openai.APIStatusError, timeout_s=5)
     tomorrow = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%dT00:00:00Z")
     assert error.status_code == 402 and error.body["code"] == "budget_exceeded"
     assert (
@@ -270,14 +269,7 @@ def test_budget_refusal_names_the_period_and_its_reset(fake, gateway, tmp_path):
     api = client(gw.url, new_key(gw.url, name="wk", budget_usd=0.000001, budget_period="week")["key"])
     api.chat.completions.create(model="m", messages=HI)  # spends past the tiny budget
 
-    def refused() -> Any:
-        try:
-            api.chat.completions.create(model="m", messages=HI)
-        except openai.APIStatusError as exc:
-            return exc
-        return None
-
-    error = wait_for(refused, timeout_s=10)
+    error = first_refusal(api, openai.APIStatusError, timeout_s=10)
     monday = _next_monday(datetime.now(UTC)).isoformat().replace("+00:00", "Z")
     assert (
         error.status_code == 402 and "weekly budget" in str(error) and f"it resets at {monday}" in str(error)
