@@ -1,12 +1,13 @@
 """What the gateway returns conforms to OpenAI's published schema (and Anthropic's, on /v1/messages).
 
-The schemas are the SDKs' own types, which both vendors generate from their
-OpenAPI specs: `openai` (MIT) and `anthropic` (MIT); written and passing against
-openai 2.54.0 and anthropic 2.14.0 (newer SDKs only add types, so they run as well).
-Each body, chunk and event is validated with `model_validate`, which fails on a
-missing required field or a value of the wrong type; the generated types turn
-"required but nullable" into an optional default, so those fields (from the OpenAPI
-spec's `required` lists) are checked for presence separately.
+Two independent checks on every body, chunk and event:
+- OpenAI's OpenAPI spec itself (`openai/openai-openapi`, MIT), the response schemas
+  extracted into `tests/openai_spec/schemas.json` with the source commit recorded,
+  validated as JSON Schema: required fields (including "required but nullable" ones
+  a strict client expects), types and enums;
+- the SDKs' own generated types (`openai`, `anthropic`, both MIT; written against
+  openai 2.54.0 and anthropic 2.14.0) with `model_validate`, which is what SDK users
+  parse with. Anthropic publishes no OpenAPI spec, so `/v1/messages` has only this.
 
 Deliberate deviation: the chunk that ends a stream broken mid-way carries a
 top-level `error` and `finish_reason: "error"` (OpenRouter's shape), which is not in
@@ -28,37 +29,11 @@ from pydantic import TypeAdapter
 
 from gateway.simulator import Behaviour
 from tests.harness import config_for
+from tests.openai_spec import conforms, conforms_event
 
-# Required by the OpenAPI spec although nullable: a strict client expects the key.
-CHAT_REQUIRED = ("id", "object", "created", "model", "choices")
-CHAT_CHOICE_REQUIRED = ("index", "message", "finish_reason", "logprobs")
-CHAT_MESSAGE_REQUIRED = ("role", "content", "refusal")
-CHUNK_CHOICE_REQUIRED = ("index", "delta", "finish_reason")
-RESPONSE_REQUIRED = (
-    "id",
-    "object",
-    "created_at",
-    "error",
-    "incomplete_details",
-    "instructions",
-    "model",
-    "tools",
-    "output",
-    "parallel_tool_calls",
-    "metadata",
-    "tool_choice",
-    "temperature",
-    "top_p",
-)
-ERROR_REQUIRED = ("type", "message", "param", "code")
 CALLS = [{"id": "call_1", "name": "lookup", "arguments": {"q": "x"}}]
 TOOL = {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}
 ASK = [{"role": "user", "content": "hi"}]
-
-
-def _has(obj: dict[str, Any], keys: tuple[str, ...], where: str) -> None:
-    missing = [k for k in keys if k not in obj]
-    assert not missing, f"{where} lacks spec-required {missing}: {obj}"
 
 
 def _sse(
@@ -91,10 +66,8 @@ def test_chat_completion_body(served, tools):
     upstream.sim.behaviour = Behaviour(tool_calls=CALLS if tools else None)
     body: dict[str, Any] = {"model": "m", "messages": ASK, **({"tools": [TOOL]} if tools else {})}
     raw = httpx.post(f"{gw.url}/v1/chat/completions", json=body, timeout=30).json()
+    conforms(raw, "CreateChatCompletionResponse")
     ChatCompletion.model_validate(raw)
-    _has(raw, CHAT_REQUIRED, "chat.completion")
-    _has(raw["choices"][0], CHAT_CHOICE_REQUIRED, "choice")
-    _has(raw["choices"][0]["message"], CHAT_MESSAGE_REQUIRED, "message")
 
 
 @pytest.mark.parametrize("tools", [False, True])
@@ -112,10 +85,8 @@ def test_chat_completion_chunks(served, tools):
     events = _sse(f"{gw.url}/v1/chat/completions", body)
     assert events[-1][1] == "[DONE]"
     for _, chunk in events[:-1]:
+        conforms(chunk, "CreateChatCompletionStreamResponse")
         ChatCompletionChunk.model_validate(chunk)
-        _has(chunk, CHAT_REQUIRED, "chat.completion.chunk")
-        for choice in chunk["choices"]:
-            _has(choice, CHUNK_CHOICE_REQUIRED, "chunk choice")
 
 
 def test_mid_stream_error_chunk_deviates_only_in_finish_reason(served):
@@ -126,6 +97,9 @@ def test_mid_stream_error_chunk_deviates_only_in_finish_reason(served):
     assert last["choices"][0]["finish_reason"] == "error"  # on purpose: OpenRouter's shape, not in the spec
     assert set(last["error"]) >= {"code", "message"}
     conforming = {**last, "choices": [{**last["choices"][0], "finish_reason": None}]}
+    with pytest.raises(AssertionError, match="finish_reason"):
+        conforms(last, "CreateChatCompletionStreamResponse")  # the deviation is exactly this field
+    conforms(conforming, "CreateChatCompletionStreamResponse")
     ChatCompletionChunk.model_validate(conforming)
 
 
@@ -134,21 +108,23 @@ def test_error_bodies(served):
     for body in ({"model": "nope", "messages": ASK}, {"model": "m", "messages": []}):
         response = httpx.post(f"{gw.url}/v1/chat/completions", json=body, timeout=30)
         assert response.status_code in (400, 404)
-        error = response.json()["error"]
-        ErrorObject.model_validate(error)
-        _has(error, ERROR_REQUIRED, "error")
+        conforms(response.json(), "ErrorResponse")
+        ErrorObject.model_validate(response.json()["error"])
 
 
 def test_legacy_completion_and_embeddings(served):
     _, gw = served
     raw = httpx.post(f"{gw.url}/v1/completions", json={"model": "m", "prompt": "hi"}, timeout=30).json()
+    conforms(raw, "CreateCompletionResponse")
     Completion.model_validate(raw)
     for _, chunk in _sse(f"{gw.url}/v1/completions", {"model": "m", "prompt": "hi", "stream": True})[:-1]:
         # The spec reuses the non-stream object for chunks, whose finish_reason enum has no
         # null; mid-stream chunks carry null, as OpenAI's own do.
         choices = [{**c, "finish_reason": c["finish_reason"] or "stop"} for c in chunk["choices"]]
+        conforms({**chunk, "choices": choices}, "CreateCompletionResponse")
         Completion.model_validate({**chunk, "choices": choices})
     raw = httpx.post(f"{gw.url}/v1/embeddings", json={"model": "m", "input": "hi"}, timeout=30).json()
+    conforms(raw, "CreateEmbeddingResponse")
     CreateEmbeddingResponse.model_validate(raw)
 
 
@@ -160,15 +136,14 @@ def test_responses_object_and_stream_events(served, tools):
     if tools:
         body["tools"] = [{"type": "function", "name": "lookup", "parameters": {"type": "object"}}]
     raw = httpx.post(f"{gw.url}/v1/responses", json=body, timeout=30).json()
+    conforms(raw, "Response")
     Response.model_validate(raw)
-    _has(raw, RESPONSE_REQUIRED, "response")
     adapter: TypeAdapter[Any] = TypeAdapter(ResponseStreamEvent)
     events = _sse(f"{gw.url}/v1/responses", {**body, "stream": True})
     for name, event in events:
         assert name == event["type"]
+        conforms_event(event)
         adapter.validate_python(event)
-        if "response" in event:
-            _has(event["response"], RESPONSE_REQUIRED, name or "")
 
 
 def test_responses_failed_stream_events(served):
@@ -178,6 +153,7 @@ def test_responses_failed_stream_events(served):
     events = _sse(f"{gw.url}/v1/responses", {"model": "m", "input": "hi", "stream": True})
     assert [name for name, _ in events[-2:]] == ["error", "response.failed"]
     for _, event in events:
+        conforms_event(event)
         adapter.validate_python(event)
 
 
@@ -194,3 +170,19 @@ def test_anthropic_message_and_stream_events(served, tools):
     for name, event in _sse(f"{gw.url}/v1/messages", {**body, "stream": True}):
         assert name == event["type"]
         adapter.validate_python(event)
+
+
+def test_models_list(served):
+    _, gw = served
+    raw = httpx.get(f"{gw.url}/v1/models", timeout=30).json()
+    conforms(raw, "ListModelsResponse")
+    assert raw["data"], "the configured model is listed"
+
+
+def test_spec_check_catches_a_missing_required_field(served):
+    """The fixture is live: dropping a field the spec requires (though nullable) fails."""
+    _, gw = served
+    raw = httpx.post(f"{gw.url}/v1/chat/completions", json={"model": "m", "messages": ASK}, timeout=30).json()
+    del raw["choices"][0]["logprobs"]
+    with pytest.raises(AssertionError, match="logprobs"):
+        conforms(raw, "CreateChatCompletionResponse")

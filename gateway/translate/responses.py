@@ -199,8 +199,8 @@ def call_item(item_id: str, call_id: str, name: str, arguments: str, status: str
 
 def skeleton(body: JSON, response_id: str, created_at: int, model: str) -> JSON:
     """A `response` object echoing the request's settings, with no output yet (in progress)."""
-    tools = body.get("tools") or []
-    return {
+    tools = [_echoed_tool(tool) for tool in body.get("tools") or []]
+    response: JSON = {
         "id": response_id,
         "object": "response",
         "created_at": created_at,
@@ -221,10 +221,18 @@ def skeleton(body: JSON, response_id: str, created_at: int, model: str) -> JSON:
         "tools": tools,
         "top_p": body.get("top_p"),
         "truncation": "disabled",
-        "usage": None,
-        "user": body.get("user"),
         "metadata": body.get("metadata") or {},
     }
+    if isinstance(body.get("user"), str):  # optional in the spec, and a string when present: never null
+        response["user"] = body["user"]
+    return response
+
+
+def _echoed_tool(tool: Any) -> Any:
+    """A function tool as OpenAI echoes it: `description` and `strict` present, null when not given."""
+    if isinstance(tool, dict) and tool.get("type") == "function":
+        return {**tool, "description": tool.get("description"), "strict": tool.get("strict")}
+    return tool
 
 
 def finish(response: JSON, finish_reason: str | None) -> None:
@@ -259,7 +267,8 @@ def from_chat(answer: JSON, body: JSON, response_id: str, created_at: int) -> JS
             )
         )
     finish(response, choice.get("finish_reason"))
-    response["usage"] = usage(answer.get("usage"))
+    if (reported := usage(answer.get("usage"))) is not None:  # optional in the spec, never null
+        response["usage"] = reported
     if "provider" in answer:
         response["provider"] = answer["provider"]
     if "gateway" in answer:
