@@ -4,11 +4,15 @@ A Responses request that continues an earlier one sends only its new input; the
 gateway keeps each stored response's whole conversation (as chat messages) so the
 next turn can be translated without the client resending it. Entries belong to the
 key that created them — another key asking for one gets the same 404 as for an id
-that never existed — and expire after `GATEWAY_RESPONSES_RETENTION_S`; the oldest
-are dropped beyond `capacity`. `store: false` keeps nothing.
+that never existed — and expire after `GATEWAY_RESPONSES_RETENTION_S`. `store:
+false` keeps nothing.
 
-In memory, on the replica that answered: a continuation must reach the same replica
-(sticky sessions) and does not survive a restart.
+Two stores behind one async interface: in this process (`MemoryResponseStore`, the
+oldest dropped beyond `capacity`; a continuation must reach the same replica and
+does not survive a restart), or in Redis when `REDIS_URL` is set
+(`gateway.responses_redis.RedisResponseStore`), so any replica continues any
+conversation. A response is stored before the client sees it complete, so a
+continuation sent the moment the answer arrives always finds it.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from gateway.errors import GatewayError
 
@@ -31,22 +35,47 @@ class StoredResponse:
     response: JSON
 
 
-class ResponseStore:
-    """Bounded, expiring, per-owner; see the module docstring."""
+class ResponseStore(Protocol):
+    async def put(self, owner: str, conversation: list[JSON], response: JSON) -> None: ...
+
+    async def get(self, owner: str, response_id: str) -> StoredResponse | None: ...
+
+    async def delete(self, owner: str, response_id: str) -> bool: ...
+
+    async def aclose(self) -> None: ...
+
+
+async def require(
+    store: ResponseStore, owner: str, response_id: Any, param: str = "previous_response_id"
+) -> StoredResponse:
+    """The stored response, or the 404 OpenAI gives for an unknown (or expired, or foreign) id."""
+    entry = await store.get(owner, response_id) if isinstance(response_id, str) else None
+    if entry is None:
+        raise GatewayError(
+            404,
+            f"no stored response with id {response_id!r} (unknown, expired, or stored with store: false)",
+            code="response_not_found",
+            param=param,
+        )
+    return entry
+
+
+class MemoryResponseStore:
+    """Bounded, expiring, per-owner, in this process; see the module docstring."""
 
     def __init__(self, retention_s: float, capacity: int = 10_000) -> None:
         self.retention_s = retention_s
         self.capacity = capacity
         self._entries: OrderedDict[str, StoredResponse] = OrderedDict()
 
-    def put(self, owner: str, conversation: list[JSON], response: JSON) -> None:
+    async def put(self, owner: str, conversation: list[JSON], response: JSON) -> None:
         entry = StoredResponse(owner, time.time() + self.retention_s, conversation, response)
         self._entries[response["id"]] = entry
         self._entries.move_to_end(response["id"])
         while len(self._entries) > self.capacity:
             self._entries.popitem(last=False)
 
-    def get(self, owner: str, response_id: str) -> StoredResponse | None:
+    async def get(self, owner: str, response_id: str) -> StoredResponse | None:
         entry = self._entries.get(response_id)
         if entry is None:
             return None
@@ -55,20 +84,11 @@ class ResponseStore:
             return None
         return entry if entry.owner == owner else None
 
-    def require(self, owner: str, response_id: Any, param: str = "previous_response_id") -> StoredResponse:
-        """The stored response, or the 404 OpenAI gives for an unknown (or expired, or foreign) id."""
-        entry = self.get(owner, response_id) if isinstance(response_id, str) else None
-        if entry is None:
-            raise GatewayError(
-                404,
-                f"no stored response with id {response_id!r} (unknown, expired, or stored with store: false)",
-                code="response_not_found",
-                param=param,
-            )
-        return entry
-
-    def delete(self, owner: str, response_id: str) -> bool:
-        if self.get(owner, response_id) is None:
+    async def delete(self, owner: str, response_id: str) -> bool:
+        if await self.get(owner, response_id) is None:
             return False
         del self._entries[response_id]
         return True
+
+    async def aclose(self) -> None:
+        self._entries.clear()

@@ -16,7 +16,7 @@ from typing import Any
 from gateway.config import ConfigError, DeploymentConfig, GatewayConfig, ProviderConfig, TimeoutFields
 from gateway.lifecycle import Lifecycle
 from gateway.records import RecentRecords, RecordSink, RequestRecord
-from gateway.responses_store import ResponseStore
+from gateway.responses_store import MemoryResponseStore, ResponseStore
 from gateway.settings import Settings
 from providers.catalog import PriceCatalog
 from providers.openai_compat import OpenAICompatAdapter
@@ -59,7 +59,7 @@ class Runtime:
     routing: Any = None  # gateway.routing.Routing: the router, its state store, the vLLM scraper
     telemetry: Any = None  # gateway.telemetry.Telemetry: metrics registry, health probe, prompt log
     rag: Any = None  # gateway.retrieval.RagService: the Qdrant store and embedders
-    responses: ResponseStore = field(default_factory=lambda: ResponseStore(0))  # see build_runtime
+    responses: ResponseStore = field(default_factory=lambda: MemoryResponseStore(0))  # see build_runtime
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
     readiness: Any = None  # gateway.readiness.Readiness: what `/ready` probes
 
@@ -228,6 +228,17 @@ def _needs_catalog(config: GatewayConfig) -> bool:
     )
 
 
+def _response_store(settings: Settings, config: GatewayConfig) -> ResponseStore:
+    """Shared in Redis when there is one (any replica continues a conversation), else in this process."""
+    if settings.redis_url:
+        from gateway.responses_redis import RedisResponseStore
+
+        return RedisResponseStore(
+            settings.redis_url, settings.responses_retention_s, config.routing.state_prefix
+        )
+    return MemoryResponseStore(settings.responses_retention_s, settings.responses_capacity)
+
+
 async def build_runtime(settings: Settings, config: GatewayConfig) -> Runtime:
     pool = TransportPool(settings.http_client)
     closers: list[Any] = []
@@ -243,7 +254,8 @@ async def build_runtime(settings: Settings, config: GatewayConfig) -> Runtime:
     catalog = PriceCatalog.load() if _needs_catalog(config) else None
     models = build_models(config, providers, catalog)
     runtime = Runtime(settings, config, models, providers, pool, closers=closers)
-    runtime.responses = ResponseStore(settings.responses_retention_s, settings.responses_capacity)
+    runtime.responses = _response_store(settings, config)
+    closers.append(runtime.responses.aclose)
     runtime.lifecycle = Lifecycle(settings.shutdown_drain_s, settings.shutdown_timeout_s)
     from gateway.accounts import open_accounts
 

@@ -8,7 +8,7 @@ other API's named events, and this module writes them as SSE (`event:` + `data:`
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from typing import Any, Protocol
 
@@ -40,9 +40,13 @@ async def translated(
     ctx: StreamContext,
     opening: asyncio.Future[StartedStream],
     translator: Translator,
-    on_end: Callable[[], None] | None = None,
+    on_end: Callable[[], Awaitable[None]] | None = None,
 ) -> AsyncIterator[bytes]:
-    """The SSE body: the translator's events for every relayed chunk; `on_end` after a clean end."""
+    """The SSE body: the translator's events for every relayed chunk.
+
+    After a clean end `on_end` runs before the closing events are sent, so whatever
+    it keeps (a stored response) exists by the time the client sees completion.
+    """
     for event in translator.start():
         yield encode_event(event)
     async with aclosing(events(ctx, opening)) as chunks:
@@ -54,7 +58,8 @@ async def translated(
                 yield encode_event(event)
     if translator.failed:
         return
-    for event in translator.end():
-        yield encode_event(event)
+    closing = translator.end()
     if on_end is not None:
-        on_end()
+        await on_end()
+    for event in closing:
+        yield encode_event(event)

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from gateway.errors import GatewayError
-from gateway.responses_store import ResponseStore
+from gateway.responses_store import MemoryResponseStore, require
 from gateway.translate.responses import from_chat, input_messages, output_messages, skeleton, to_chat
 from gateway.translate.responses_stream import ResponsesStream
 
@@ -114,17 +114,18 @@ def test_stream_error_chunk_fails_the_response():
     assert response["output"][0]["status"] == "incomplete"
 
 
-def test_store_is_per_owner_bounded_and_expires():
-    store = ResponseStore(retention_s=60, capacity=2)
+async def test_store_is_per_owner_bounded_and_expires():
+    store = MemoryResponseStore(retention_s=60, capacity=2)
     for n in range(3):
-        store.put("key-a", [], {"id": f"resp_{n}"})
-    assert store.get("key-a", "resp_0") is None  # dropped beyond capacity
-    assert store.get("key-a", "resp_2") is not None
-    assert store.get("key-b", "resp_2") is None  # another key cannot see it
+        await store.put("key-a", [], {"id": f"resp_{n}"})
+    assert await store.get("key-a", "resp_0") is None  # dropped beyond capacity
+    assert await store.get("key-a", "resp_2") is not None
+    assert await store.get("key-b", "resp_2") is None  # another key cannot see it
     with pytest.raises(GatewayError) as missing:
-        store.require("key-b", "resp_2")
+        await require(store, "key-b", "resp_2")
     assert missing.value.status == 404
-    expired = ResponseStore(retention_s=60)
-    expired.put("k", [], {"id": "resp_x"})
+    assert not await store.delete("key-b", "resp_2") and await store.get("key-a", "resp_2") is not None
+    expired = MemoryResponseStore(retention_s=60)
+    await expired.put("k", [], {"id": "resp_x"})
     expired._entries["resp_x"].expires_at = time.time() - 1
-    assert expired.get("k", "resp_x") is None
+    assert await expired.get("k", "resp_x") is None

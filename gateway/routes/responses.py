@@ -20,6 +20,7 @@ from gateway.auth import Principal, authenticate
 from gateway.errors import GatewayError
 from gateway.pipeline import admit_chat, complete_chat, open_stream
 from gateway.request_body import ChatCompletionRequest, ResponsesRequest, read_json_object, validate
+from gateway.responses_store import require
 from gateway.routes.chat import event_stream
 from gateway.runtime import Runtime
 from gateway.translate.responses import from_chat, input_messages, output_messages, skeleton, to_chat
@@ -40,7 +41,9 @@ async def create_response(request: Request) -> Response:
     validate(ResponsesRequest, body)
     history: list[JSON] = []
     if body.get("previous_response_id") is not None:
-        history = runtime.responses.require(_owner(principal), body["previous_response_id"]).conversation
+        history = (
+            await require(runtime.responses, _owner(principal), body["previous_response_id"])
+        ).conversation
     conversation = history + input_messages(body.get("input", []))
     chat = to_chat(body, conversation)
     if not chat["messages"]:
@@ -50,9 +53,9 @@ async def create_response(request: Request) -> Response:
     response_id = "resp_" + adm.record.request_id.removeprefix("gen-")
     created = int(time.time())
 
-    def keep(response: JSON) -> None:
+    async def keep(response: JSON) -> None:
         if body.get("store") is not False and response["status"] in ("completed", "incomplete"):
-            runtime.responses.put(_owner(principal), conversation + output_messages(response), response)
+            await runtime.responses.put(_owner(principal), conversation + output_messages(response), response)
 
     if body.get("stream"):
         ctx, opening, headers = await open_stream(adm, chat, always_usage=True)
@@ -61,14 +64,16 @@ async def create_response(request: Request) -> Response:
         return event_stream(relay, headers, ctx.on_client_close)
     answer, headers = await complete_chat(adm, chat)
     response = from_chat(answer, body, response_id, created)
-    keep(response)
+    await keep(response)
     return Response(orjson.dumps(response), media_type="application/json", headers=headers)
 
 
 async def get_response(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
     principal = authenticate(request, runtime.settings)
-    entry = runtime.responses.require(_owner(principal), request.path_params["response_id"], "response_id")
+    entry = await require(
+        runtime.responses, _owner(principal), request.path_params["response_id"], "response_id"
+    )
     return Response(orjson.dumps(entry.response), media_type="application/json")
 
 
@@ -76,7 +81,7 @@ async def delete_response(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
     principal = authenticate(request, runtime.settings)
     response_id = request.path_params["response_id"]
-    runtime.responses.require(_owner(principal), response_id, "response_id")
-    runtime.responses.delete(_owner(principal), response_id)
+    if not await runtime.responses.delete(_owner(principal), response_id):
+        await require(runtime.responses, _owner(principal), response_id, "response_id")  # the 404
     payload = {"id": response_id, "object": "response.deleted", "deleted": True}
     return Response(orjson.dumps(payload), media_type="application/json")
