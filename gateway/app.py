@@ -22,6 +22,7 @@ from starlette.types import ASGIApp
 
 from gateway.accounting import token_counter
 from gateway.accounts import AccountsMiddleware
+from gateway.admin.cache_routes import cache_admin_routes
 from gateway.admin.rag_routes import rag_admin_routes
 from gateway.admin.reports import report_routes
 from gateway.admin.routes import admin_routes
@@ -105,6 +106,7 @@ def create_app(settings: Settings, config: GatewayConfig) -> ASGIApp:
         Route("/ready", ready, methods=["GET"]),
         *admin_routes(),
         *rag_admin_routes(),
+        *cache_admin_routes(),
         *report_routes(),
         *dashboard_routes(),
     ]

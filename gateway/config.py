@@ -13,6 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from gateway.cache.config import CacheConfig, ModelCacheConfig
 from gateway.retrieval_config import RagConfig, RagRequest
 from gateway.routing_config import ModelRoutingConfig, RoutingConfig
 from gateway.telemetry.prompt_config import PromptLogConfig
@@ -85,6 +86,8 @@ class ModelConfig(_Strict):
     routing: ModelRoutingConfig = Field(default_factory=ModelRoutingConfig)
     # Ground every request to this model in a collection (a request's own `rag` overrides fields).
     rag: RagRequest | None = None
+    # Cache this model's answers by default (see gateway.cache.config).
+    cache: ModelCacheConfig | None = None
 
 
 class GatewayConfig(_Strict):
@@ -93,6 +96,7 @@ class GatewayConfig(_Strict):
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     prompt_log: PromptLogConfig = Field(default_factory=PromptLogConfig)
     rag: RagConfig = Field(default_factory=RagConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
 
 
 # --------------------------------------------------------------------------- loading

@@ -21,6 +21,7 @@ from starlette.requests import Request
 
 from gateway.accounting import answer_text, estimate_usage, usage_payload
 from gateway.auth import Principal, authenticate
+from gateway.cache.policy import Ticket
 from gateway.records import RequestRecord
 from gateway.request_body import ChatCompletionRequest, read_json_object, validate
 from gateway.retrieval import Grounding, ground, rag_request
@@ -35,7 +36,7 @@ from router_policies.executor import StartedStream, complete, start_stream
 from router_policies.router import Plan
 
 # Fields that steer the gateway itself and must not reach an upstream.
-_GATEWAY_FIELDS = ("provider", "models", "rag")
+_GATEWAY_FIELDS = ("provider", "models", "rag", "cache")
 
 
 def upstream_body(body: dict[str, Any]) -> dict[str, Any]:
@@ -52,6 +53,8 @@ class Admitted:
     # With `X-Gateway-Metadata: enabled`: builds the `gateway` object (routing, retrieval).
     meta: Callable[[AttemptLog], dict[str, Any]] | None
     grounding: Grounding | None  # what RAG retrieved for this request, if it asked
+    cache: Ticket | None = None  # how the response cache treats this request, if it does
+    cached: dict[str, Any] | None = None  # the stored answer, on a hit (nothing else has run)
 
     @property
     def model(self) -> str:
@@ -78,10 +81,16 @@ async def admit_chat(
     request: Request, runtime: Runtime, principal: Principal, body: dict[str, Any], kind: str = "chat"
 ) -> Admitted:
     """Plan the route for a validated chat body, apply the key's limits (a refusal is booked),
-    then the RAG step if the request asked for it (it augments `body`'s messages)."""
+    then the response cache (a hit returns at once, with `cached` set), then the RAG step
+    if the request asked for it (it augments `body`'s messages)."""
+    started_at = time.monotonic()
     plan = runtime.routing.plan(runtime.models, body, principal.name)
     group = plan.groups[0]
     asked = rag_request(runtime, body, group.name)
+    deny = plan.prefs.data_collection == "deny"
+    cache = runtime.cache
+    who = (principal.key_id, principal.name)
+    ticket = cache.decide(body, request.headers, who, group.name, deny, asked) if kind == "chat" else None
     record = RequestRecord(
         request_id=request.state.request_id,
         model=group.name,
@@ -93,11 +102,15 @@ async def admit_chat(
     record.streamed = bool(body.get("stream"))
     record.prompt = keep_prompt(runtime, request, principal, plan, body)
     await admit_or_book(request, runtime, principal, plan, body, record)
+    if ticket is not None and (cached := await cache.lookup(ticket, record)) is not None:
+        cache.book_hit(ticket, record, cached, started_at)
+        runtime.finish(record)
+        return Admitted(runtime, plan, record, None, None, ticket, cached)
     grounding = None
     if asked is not None:
-        grounding = await ground(runtime, asked, body, record, plan.prefs.data_collection == "deny")
+        grounding = await ground(runtime, asked, body, record, deny)
     meta = _metadata(plan, grounding) if wants_metadata(request.headers) else None
-    return Admitted(runtime, plan, record, meta, grounding)
+    return Admitted(runtime, plan, record, meta, grounding, ticket)
 
 
 def _metadata(plan: Plan, grounding: Grounding | None) -> Callable[[AttemptLog], dict[str, Any]]:
@@ -169,9 +182,13 @@ async def complete_chat(adm: Admitted, body: dict[str, Any]) -> tuple[dict[str, 
     runtime.finish(record)
     if adm.grounding is not None:
         adm.grounding.cite_answer(answer)
+    headers = {"x-gateway-route": log.route_header()}
+    if adm.cache is not None:
+        runtime.cache.store_answer(adm.cache, answer, record.cost_usd)
+        headers["x-gateway-cache"] = adm.cache.header()
     if adm.meta is not None:
         answer["gateway"] = adm.meta(log)
-    return answer, {"x-gateway-route": log.route_header()}
+    return answer, headers
 
 
 async def open_stream(
@@ -223,4 +240,8 @@ async def open_stream(
         lifecycle=runtime.lifecycle,
     )
     # Before the stream has started this names the attempt under way ("…;pending").
-    return ctx, opening, {"x-gateway-route": log.route_header()}
+    headers = {"x-gateway-route": log.route_header()}
+    if adm.cache is not None:
+        ctx.finish = runtime.cache.stream_finisher(adm.cache, ctx, runtime.finish)
+        headers["x-gateway-cache"] = adm.cache.header()
+    return ctx, opening, headers

@@ -42,6 +42,10 @@ class RequestRecord:
     # RAG: how long retrieval took, and the chunks put into the prompt ({id, score, source}).
     retrieval_ms: float | None = None
     rag_chunks: list[dict[str, Any]] | None = None
+    # Response cache: "hit", "semantic-hit" or "miss" when the request was cacheable (else None),
+    # and on a hit what the stored answer had cost (the request itself costs 0).
+    cache: str | None = None
+    cost_saved_usd: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -104,6 +104,16 @@ class RagService:
             {k: v for k, v in report.as_dict().items() if k != "documents"},
         )
 
+    @property
+    def may_hold_data(self) -> bool:
+        """False when the store is closed and nothing was ever written (no local directory, no server):
+        lets maintenance skip opening it (importing and opening Qdrant takes seconds)."""
+        return (
+            self._store is not None
+            or self.settings.qdrant_url is not None
+            or self.settings.qdrant_path.exists()
+        )
+
     async def store(self) -> Store:
         async with self._open_lock:
             if self._store is None:

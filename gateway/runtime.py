@@ -62,6 +62,7 @@ class Runtime:
     responses: ResponseStore = field(default_factory=lambda: MemoryResponseStore(0))  # see build_runtime
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
     readiness: Any = None  # gateway.readiness.Readiness: what `/ready` probes
+    cache: Any = None  # gateway.cache.service.CacheService: exact and semantic response cache
 
     def finish(self, record: RequestRecord) -> None:
         """Hand a finished request to every sink; never raises into the response path."""
@@ -276,6 +277,9 @@ async def build_runtime(settings: Settings, config: GatewayConfig) -> Runtime:
     runtime.rag = RagService(settings, config, runtime)
     closers.append(runtime.rag.aclose)
     await runtime.rag.start()
+    from gateway.cache.service import open_cache
+
+    runtime.cache = open_cache(runtime)
     from gateway.readiness import Readiness
 
     runtime.readiness = Readiness.for_runtime(runtime)

@@ -321,3 +321,30 @@ class Store:
 
     async def search(self, collection: str, embedder_id: str, query: Query) -> list[Hit]:
         return await self._call(self._search_blocking, collection, embedder_id, query)
+
+    # ----------------------------------------------------------------- raw points
+
+    def _upsert_blocking(self, collection: str, points: Sequence[Any]) -> None:
+        self._client.upsert(collection, points=list(points), wait=True)
+
+    async def upsert(self, collection: str, points: Sequence[Any]) -> None:
+        """Write points as they are (callers that keep their own records, such as a response cache)."""
+        await self._call(self._upsert_blocking, collection, points)
+
+    def _delete_points_blocking(self, collection: str, selector: Any) -> None:
+        from qdrant_client import models
+
+        if not self._client.collection_exists(collection):
+            return
+        self._client.delete(collection, points_selector=models.FilterSelector(filter=selector), wait=True)
+
+    async def delete_where(self, collection: str, selector: Any) -> None:
+        """Delete the points a Qdrant `Filter` selects; nothing if the collection does not exist."""
+        await self._call(self._delete_points_blocking, collection, selector)
+
+    def _names_blocking(self) -> list[str]:
+        return [c.name for c in self._client.get_collections().collections]
+
+    async def names(self) -> list[str]:
+        """Every collection's name (no counts: cheap)."""
+        return await self._call(self._names_blocking)

@@ -61,7 +61,7 @@ def test_savings_against_dearest_and_cheapest_up(db, fake, gateway, tmp_path):
         "bucket": "2025-03-01T00:00:00Z", "actual_usd": 0.014, "most_expensive_usd": 0.018,
         "cheapest_up_usd": 0.006, "saved_vs_most_expensive_usd": 0.004,
         "saved_vs_most_expensive_pct": 22.2222, "extra_vs_cheapest_up_usd": 0.008,
-        "extra_vs_cheapest_up_pct": 133.3333,
+        "extra_vs_cheapest_up_pct": 133.3333, "cache_hits": 0, "cache_saved_usd": 0.0,
     }  # fmt: skip
     # Day 2: only p1 answered, and the request went there: nothing paid over the cheapest.
     assert (day2["actual_usd"], day2["most_expensive_usd"], day2["cheapest_up_usd"]) == (0.003, 0.009, 0.003)

@@ -25,7 +25,7 @@ from gateway.admin.routes import ledger_filters, with_budget
 from gateway.admin.savings import savings
 from gateway.db.models import LedgerRow
 from gateway.ledger import ledger_page
-from gateway.ledger.aggregates import deployment_stats, key_usage, model_tokens, totals
+from gateway.ledger.aggregates import cache_savings, deployment_stats, key_usage, model_tokens, totals
 from gateway.ledger.queries import BUCKETS, iso, time_bucket
 from gateway.runtime import Runtime
 
@@ -50,7 +50,8 @@ async def savings_report(request: Request) -> Response:
     bucket = choice_param(request, "bucket", BUCKETS, "day")
     slot = time_bucket(accounts.engine, bucket).label("slot")
     rows = await model_tokens(accounts.engine, slot, start, end, filters(request))
-    return json_response({**_range(start, end), "bucket": bucket, **savings(rows, runtime.models)})
+    hits = await cache_savings(accounts.engine, slot, start, end, filters(request))
+    return json_response({**_range(start, end), "bucket": bucket, **savings(rows, runtime.models, hits)})
 
 
 def _live(runtime: Runtime) -> dict[str, dict[str, Any]]:

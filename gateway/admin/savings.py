@@ -13,12 +13,16 @@ prices (from the runtime config, `input/output_price_per_mtok`):
 Failed and refused requests cost nothing and are left out. A model or deployment the
 config no longer has is priced at what it actually cost, so it neither adds nor hides
 savings.
+
+Response-cache hits are booked at cost 0 with what the stored answer had cost; they
+are reported beside routing's savings (`cache_hits`, `cache_saved_usd`) rather than
+mixed into them, since no deployment was chosen for them.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +34,8 @@ class _Slot:
     actual: float = 0.0
     most_expensive: float = 0.0
     cheapest_up: float = 0.0
+    cache_hits: int = 0
+    cache_saved: float = 0.0
 
     def add(self, actual: float, most_expensive: float, cheapest_up: float) -> None:
         self.actual += actual
@@ -47,6 +53,8 @@ class _Slot:
             "saved_vs_most_expensive_pct": _pct(saved, self.most_expensive),
             "extra_vs_cheapest_up_usd": round(over, 10),
             "extra_vs_cheapest_up_pct": _pct(over, self.cheapest_up),
+            "cache_hits": self.cache_hits,
+            "cache_saved_usd": round(self.cache_saved, 10),
         }
 
 
@@ -79,9 +87,12 @@ def _price(group: ModelGroup | None, m: _ModelSlot) -> tuple[float, float]:
 
 
 def savings(
-    rows: list[tuple[str, str, str | None, int, int, float]], models: Mapping[str, ModelGroup]
+    rows: list[tuple[str, str, str | None, int, int, float]],
+    models: Mapping[str, ModelGroup],
+    cache_rows: Sequence[tuple[str, int, float]] = (),
 ) -> dict[str, Any]:
-    """`rows` are (slot, model, deployment, input tokens, output tokens, cost) from the ledger."""
+    """`rows` are (slot, model, deployment, input tokens, output tokens, cost) from the ledger;
+    `cache_rows` (slot, hits, USD saved) from its cache hits."""
     per: dict[tuple[str, str], _ModelSlot] = defaultdict(_ModelSlot)
     for slot, model, deployment, tin, tout, cost in rows:
         m = per[(slot, model)]
@@ -100,6 +111,10 @@ def savings(
         actual = m.actual + m.unpriced
         series.setdefault(slot, _Slot()).add(actual, dearest, cheapest)
         total.add(actual, dearest, cheapest)
+    for slot, hits, saved in cache_rows:
+        for target in (series.setdefault(slot, _Slot()), total):
+            target.cache_hits += hits
+            target.cache_saved += saved
     return {
         "total": total.as_dict(),
         "data": [{"bucket": slot, **series[slot].as_dict()} for slot in sorted(series)],

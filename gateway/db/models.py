@@ -65,6 +65,9 @@ class LedgerRow(Base):
     # RAG: retrieval time and the chunks used ([{id, score, source}]); null without retrieval.
     retrieval_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
     rag_chunks: Mapped[Any] = mapped_column(JSON, nullable=True)
+    # Response cache: "hit" / "semantic-hit" / "miss" (null: not cacheable); on a hit, what it saved.
+    cache: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    cost_saved_usd: Mapped[float | None] = mapped_column(Float, nullable=True)
 
     __table_args__ = (
         Index("ix_ledger_created_at", "created_at"),

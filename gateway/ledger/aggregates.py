@@ -209,3 +209,26 @@ async def model_tokens(
     async with engine.connect() as connection:
         rows = (await connection.execute(query)).all()
     return [(s, m, d, int(i), int(o), float(c)) for s, m, d, i, o, c in rows]
+
+
+async def cache_savings(
+    engine: AsyncEngine, slot: ColumnElement[Any], start: datetime, end: datetime, filters: dict[str, str]
+) -> list[tuple[str, int, float]]:
+    """Response-cache hits per time slot: (slot, hits, USD the stored answers had cost)."""
+    query = (
+        bounded(
+            select(
+                slot,
+                func.count(),
+                func.coalesce(func.sum(LedgerRow.cost_saved_usd), 0.0),
+            ).where(LedgerRow.status < 400, LedgerRow.cache.in_(("hit", "semantic-hit"))),
+            start,
+            end,
+            filters,
+        )
+        .group_by(slot)
+        .order_by(slot)
+    )
+    async with engine.connect() as connection:
+        rows = (await connection.execute(query)).all()
+    return [(s, int(n), float(saved)) for s, n, saved in rows]

@@ -66,6 +66,8 @@ def to_row(record: RequestRecord) -> dict[str, Any]:
         "attempt_log": record.attempts or None,
         "retrieval_ms": record.retrieval_ms,
         "rag_chunks": record.rag_chunks,
+        "cache": record.cache,
+        "cost_saved_usd": record.cost_saved_usd,
     }
 
 
