@@ -5,7 +5,7 @@ cache:
   max_bytes: 67108864          # the in-process store's bound (without REDIS_URL)
   ttl_s: 3600                  # default lifetime of an entry
   max_ttl_s: 604800            # no request or model may ask for longer
-  threshold: 0.9               # semantic similarity a hit needs, unless the model says otherwise
+  threshold: 0.85              # semantic similarity a hit needs, unless the model says otherwise
   shared:                      # namespaces shared by a group of virtual keys (by key name or id)
     - name: faq
       keys: [faq-bot-eu, faq-bot-us]
@@ -57,5 +57,5 @@ class CacheConfig(_Strict):
     max_bytes: int = Field(64 * 1024 * 1024, ge=1024)
     ttl_s: int = Field(3600, ge=1, le=MAX_TTL_S)
     max_ttl_s: int = Field(7 * 24 * 3600, ge=1, le=MAX_TTL_S)
-    threshold: float = Field(0.9, gt=0, le=1)
+    threshold: float = Field(0.85, gt=0, le=1)  # chosen with bench.cache_quality (bench/README.md)
     shared: list[SharedNamespace] = Field(default_factory=list)

@@ -8,7 +8,8 @@ point holds the embedded question and the answer entry; a hit needs
 - the same *context*: a hash of everything but the last user turn (model, earlier
   messages, parameters) — a hard filter, never a similarity;
 - similarity ≥ the threshold (cosine on normalised vectors);
-- an entry that has not expired.
+- an entry that has not expired;
+- questions that do not name different things (`gateway.cache.guard`).
 
 Expired points are deleted in passing, every `SWEEP_EVERY` writes to a collection.
 """
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.cache.exact import CacheUnavailable
+from gateway.cache.guard import compatible
 from gateway.cache.keys import short
 from rag.errors import RagError
 from rag.store import Query
@@ -75,7 +77,7 @@ class SemanticIndex:
             raise CacheUnavailable(f"semantic: {exc}") from exc
         now = time.time()
         for hit in hits:
-            if float(hit.payload.get("exp", 0)) > now:
+            if float(hit.payload.get("exp", 0)) > now and compatible(str(hit.payload.get("text", "")), text):
                 return SemanticHit(str(hit.payload["entry"]).encode(), hit.score)
         return None
 
