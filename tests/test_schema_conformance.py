@@ -28,7 +28,7 @@ from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
 
 from gateway.simulator import Behaviour
-from tests.harness import config_for
+from tests.harness import config_for, wait_for
 from tests.openai_spec import conforms, conforms_event
 
 CALLS = [{"id": "call_1", "name": "lookup", "arguments": {"q": "x"}}]
@@ -83,6 +83,30 @@ def test_chat_completion_chunks(served, tools):
     if tools:
         body["tools"] = [TOOL]
     events = _sse(f"{gw.url}/v1/chat/completions", body)
+    assert events[-1][1] == "[DONE]"
+    for _, chunk in events[:-1]:
+        conforms(chunk, "CreateChatCompletionStreamResponse")
+        ChatCompletionChunk.model_validate(chunk)
+
+
+@pytest.mark.parametrize("tools", [False, True])
+def test_cache_hits_replayed_as_a_body_and_as_chunks(served, tools):
+    upstream, gw = served
+    upstream.sim.behaviour = Behaviour(tool_calls=CALLS if tools else None)
+    body: dict[str, Any] = {"model": "m", "messages": ASK, "cache": {"mode": "exact"}}
+    if tools:
+        body["tools"] = [TOOL]
+    url = f"{gw.url}/v1/chat/completions"
+    assert httpx.post(url, json=body, timeout=30).headers["x-gateway-cache"] == "miss"
+
+    def hit() -> dict[str, Any] | None:
+        response = httpx.post(url, json=body, timeout=30)
+        return response.json() if response.headers["x-gateway-cache"] == "hit" else None
+
+    raw = wait_for(hit)
+    conforms(raw, "CreateChatCompletionResponse")
+    ChatCompletion.model_validate(raw)
+    events = _sse(url, {**body, "stream": True, "stream_options": {"include_usage": True}})
     assert events[-1][1] == "[DONE]"
     for _, chunk in events[:-1]:
         conforms(chunk, "CreateChatCompletionStreamResponse")

@@ -162,6 +162,8 @@ function renderSavings(report, buckets) {
   setValue("saved-dearest", t.saved_vs_most_expensive_usd, usd(t.saved_vs_most_expensive_usd) + dearest);
   const cheapest = t.extra_vs_cheapest_up_pct == null ? "" : ` (${t.extra_vs_cheapest_up_pct.toFixed(1)}%)`;
   setValue("saved-cheapest", t.extra_vs_cheapest_up_usd, usd(t.extra_vs_cheapest_up_usd) + cheapest);
+  const hits = ` (${t.cache_hits} hit${t.cache_hits === 1 ? "" : "s"})`;
+  setValue("saved-cache", t.cache_saved_usd, usd(t.cache_saved_usd) + hits);
   const byBucket = new Map(report.data.map((r) => [r.bucket, r]));
   const line = (label, key, color) => ({ label, borderColor: color, backgroundColor: color, pointRadius: 0,
     data: buckets.map((b) => (byBucket.has(b) ? byBucket.get(b)[key] : 0)) });
