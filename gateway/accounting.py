@@ -1,6 +1,9 @@
 """Usage and cost of an answer.
 
-Cost is tokens times the deployment's prices (USD per million tokens). When an
+Cost is tokens times the deployment's prices (USD per million tokens), with prompt
+tokens read from the provider's cache (`prompt_tokens_details.cached_tokens`) and
+reasoning tokens at their own prices when the deployment has them, so the booked cost
+is what the provider bills. When an
 upstream reports no usage, tokens are counted (see `providers.token_count`) and the
 usage is marked `estimated`.
 """
@@ -27,7 +30,7 @@ def usage_payload(
     payload["prompt_tokens"] = usage.prompt_tokens
     payload["completion_tokens"] = usage.completion_tokens
     payload["total_tokens"] = usage.total_tokens
-    payload["cost"] = round(deployment.cost_usd(usage.prompt_tokens, usage.completion_tokens), 10)
+    payload["cost"] = round(deployment.cost_of(usage), 10)
     if usage.estimated:
         payload["estimated"] = True
     return payload

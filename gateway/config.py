@@ -50,6 +50,8 @@ class ProviderConfig(TimeoutFields):
     api_key_env: str | None = None
     self_hosted: bool | None = None
     data_collection: Literal["allow", "deny"] | None = None
+    # Zero data retention; self-hosted providers count as such unless this says otherwise.
+    zdr: bool | None = None
     quirks: list[str] | None = None
     headers: dict[str, str] = Field(default_factory=dict)
     litellm_provider: str | None = None
@@ -75,6 +77,12 @@ class DeploymentConfig(TimeoutFields):
     context_window_tokens: int | None = Field(None, gt=0)
     max_concurrency: int | None = Field(None, gt=0)
     supported_parameters: list[str] | None = None
+    # USD per million prompt tokens served from the provider's prompt cache (default: litellm's
+    # cache_read_input_token_cost, else the input price) and per million reasoning tokens.
+    cached_input_price_per_mtok: float | None = Field(None, ge=0)
+    reasoning_price_per_mtok: float | None = Field(None, ge=0)
+    quantization: Literal["int4", "int8", "fp4", "fp6", "fp8", "fp16", "bf16", "fp32", "unknown"] = "unknown"
+    zdr: bool | None = None  # overrides the provider's
 
 
 class ModelConfig(_Strict):

@@ -156,7 +156,7 @@ async def complete_chat(adm: Admitted, body: dict[str, Any]) -> tuple[dict[str, 
     log = AttemptLog()
     try:
         result, deployment = await complete(
-            plan.deployments, upstream_body(body), log, runtime.routing.router, plan.hedge, plan.retry
+            plan.deployments, upstream_body(body), log, plan.observer, plan.hedge, plan.retry
         )
     except (AllAttemptsFailed, ProviderError) as failure:
         raise book_failure(runtime, record, log, started_at, failure, adm.model) from None
@@ -208,7 +208,7 @@ async def open_stream(
     forwarded["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
     log = AttemptLog()
     opening = asyncio.ensure_future(
-        start_stream(plan.deployments, forwarded, log, runtime.routing.router, plan.hedge, plan.retry)
+        start_stream(plan.deployments, forwarded, log, plan.observer, plan.hedge, plan.retry)
     )
     keepalive_s = runtime.settings.keepalive_interval_s
     try:

@@ -28,6 +28,7 @@ from router_policies.prefs import NO_PREFS, PrefsError, ProviderPrefs, parse_pre
 from router_policies.redis_store import RedisStore
 from router_policies.router import ModelRouting, Plan, Router
 from router_policies.runner import HedgeSettings, RetrySettings
+from router_policies.stickiness import prefix_key
 from router_policies.store import LocalStore
 from router_policies.vllm_metrics import MetricsScraper, MetricsTarget
 
@@ -75,12 +76,17 @@ def _model_names(body: dict[str, Any]) -> list[str]:
 
 class Routing:
     def __init__(
-        self, router: Router, scraper: MetricsScraper, key_defaults: dict[str, ProviderPrefs]
+        self,
+        router: Router,
+        scraper: MetricsScraper,
+        key_defaults: dict[str, ProviderPrefs],
+        stickiness: bool = True,
     ) -> None:
         self.router = router
         self.store = router.store
         self.scraper = scraper
         self.key_defaults = key_defaults
+        self.stickiness = stickiness
 
     def _groups(
         self, models: Mapping[str, ModelGroup], names: list[str]
@@ -110,9 +116,10 @@ class Routing:
         except PrefsError as error:
             raise GatewayError(400, error.message, param=error.param) from None
         key = self.key_defaults.get(key_name) if key_name is not None else None
+        sticky = prefix_key(key_name, body.get("messages")) if self.stickiness else None
         try:
             with child_span("gateway.route", **{"gateway.model": groups[0].name}) as span:
-                plan = self.router.plan(groups, body, request, key)
+                plan = self.router.plan(groups, body, request, key, sticky)
                 annotate_plan(span, plan)
                 return plan
         except NoCandidates as error:
@@ -189,4 +196,4 @@ async def build_routing(
         for name, prefs in config.routing.key_defaults.items()
     }
     log.info("routing state: %s", store.describe())
-    return Routing(router, scraper, key_defaults)
+    return Routing(router, scraper, key_defaults, config.routing.prompt_cache_stickiness)

@@ -23,6 +23,20 @@ class MaxPriceConfig(_Strict):
     completion: float | None = Field(None, ge=0)
 
 
+class SortConfig(_Strict):
+    by: Literal["price", "latency", "throughput"]
+    partition: Literal["model", "none"] | None = None
+
+
+class CutoffsConfig(_Strict):
+    """A target per percentile (seconds to first token, or tokens per second)."""
+
+    p50: float | None = Field(None, gt=0)
+    p75: float | None = Field(None, gt=0)
+    p90: float | None = Field(None, gt=0)
+    p99: float | None = Field(None, gt=0)
+
+
 class PrefsConfig(_Strict):
     """OpenRouter's `provider` object, as a default."""
 
@@ -30,10 +44,17 @@ class PrefsConfig(_Strict):
     allow_fallbacks: bool | None = None
     only: list[str] | None = None
     ignore: list[str] | None = None
-    sort: Literal["price", "latency", "throughput"] | None = None
+    sort: Literal["price", "latency", "throughput"] | SortConfig | None = None
     max_price: MaxPriceConfig | None = None
     data_collection: Literal["allow", "deny"] | None = None
     require_parameters: bool | None = None
+    # A number is the p50; deployments that miss a target are only fallbacks.
+    preferred_max_latency: float | CutoffsConfig | None = None  # seconds to first token
+    preferred_min_throughput: float | CutoffsConfig | None = None  # tokens per second
+    quantizations: (
+        list[Literal["int4", "int8", "fp4", "fp6", "fp8", "fp16", "bf16", "fp32", "unknown"]] | None
+    ) = None
+    zdr: bool | None = None
 
 
 class HedgeConfig(_Strict):
@@ -43,7 +64,7 @@ class HedgeConfig(_Strict):
 
 
 class ModelRoutingConfig(_Strict):
-    policy: str = "balanced"
+    policy: str = "effective_price"
     hedge: HedgeConfig = Field(default_factory=HedgeConfig)
     defaults: PrefsConfig | None = None
     retries: int = Field(1, ge=0, le=5)  # extra rounds over the plan after all failed
@@ -72,3 +93,5 @@ class RoutingConfig(_Strict):
     state_prefix: str = Field("gw", min_length=1)
     seed: int | None = None  # fixes the weighted draws (tests, benchmarks)
     key_defaults: dict[str, PrefsConfig] = Field(default_factory=dict)
+    # Send a key's long shared prompt prefix back to the deployment that served it last.
+    prompt_cache_stickiness: bool = True

@@ -187,6 +187,19 @@ def _prices(
     )
 
 
+def _token_class_prices(
+    d: DeploymentConfig, provider: ResolvedProvider, catalog: PriceCatalog | None
+) -> tuple[float | None, float | None]:
+    """Cached-input and reasoning prices: the config's, else litellm's when its map is loaded."""
+    cached, reasoning = d.cached_input_price_per_mtok, d.reasoning_price_per_mtok
+    if (cached is None or reasoning is None) and catalog is not None:
+        entry = catalog.lookup(provider.config.litellm_provider or provider.preset.price_prefix, d.model)
+        if entry is not None:
+            cached = entry.cached_input_price_per_mtok if cached is None else cached
+            reasoning = entry.reasoning_price_per_mtok if reasoning is None else reasoning
+    return cached, reasoning
+
+
 def build_models(
     config: GatewayConfig, providers: dict[str, ResolvedProvider], catalog: PriceCatalog | None
 ) -> dict[str, ModelGroup]:
@@ -198,6 +211,8 @@ def build_models(
             input_price, output_price, context, source = _prices(
                 f"models[{m}].deployments[{i}]", d, provider, catalog
             )
+            cached_price, reasoning_price = _token_class_prices(d, provider, catalog)
+            zdr = d.zdr if d.zdr is not None else provider.config.zdr
             deployments.append(
                 Deployment(
                     provider=provider.name,
@@ -215,6 +230,10 @@ def build_models(
                     else None,
                     simulated=provider.simulated,
                     price_source=source,
+                    cached_input_price_per_mtok=cached_price,
+                    reasoning_price_per_mtok=reasoning_price,
+                    quantization=d.quantization,
+                    zdr=provider.self_hosted if zdr is None else zdr,
                 )
             )
         models[model.name] = ModelGroup(model.name, tuple(deployments))

@@ -177,14 +177,13 @@ class StreamContext:
             prompt_tokens=sum(u.prompt_tokens for u in usages),
             completion_tokens=sum(u.completion_tokens for u in usages),
             estimated=any(u.estimated for u in usages),
+            cached_tokens=sum(u.cached_tokens for u in usages),
+            reasoning_tokens=sum(u.reasoning_tokens for u in usages),
         )
         last = self.segments[-1]
         payload = usage_payload(total, last.started.deployment, last.upstream_usage)
         payload["cost"] = round(
-            sum(
-                s.started.deployment.cost_usd(u.prompt_tokens, u.completion_tokens)
-                for s, u in zip(self.segments, usages, strict=True)
-            ),
+            sum(s.started.deployment.cost_of(u) for s, u in zip(self.segments, usages, strict=True)),
             10,
         )
         chunk = {**self._envelope(last.started.deployment.provider), "choices": [], "usage": payload}
@@ -250,9 +249,7 @@ async def _book(ctx: StreamContext, cancelled: bool, error: str | None) -> None:
             record.prompt_tokens += usage.prompt_tokens
             record.completion_tokens += usage.completion_tokens
             record.usage_estimated = record.usage_estimated or usage.estimated
-            record.cost_usd += segment.started.deployment.cost_usd(
-                usage.prompt_tokens, usage.completion_tokens
-            )
+            record.cost_usd += segment.started.deployment.cost_of(usage)
     ctx.finish(record)
 
 

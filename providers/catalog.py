@@ -22,6 +22,8 @@ class CatalogEntry:
     input_price_per_mtok: float | None
     output_price_per_mtok: float | None
     max_input_tokens: int | None
+    cached_input_price_per_mtok: float | None = None  # litellm's cache_read_input_token_cost
+    reasoning_price_per_mtok: float | None = None  # litellm's output_cost_per_reasoning_token
 
 
 def _litellm_map_path() -> Path | None:
@@ -58,4 +60,6 @@ class PriceCatalog:
             input_price_per_mtok=per_mtok("input_cost_per_token"),
             output_price_per_mtok=per_mtok("output_cost_per_token"),
             max_input_tokens=int(max_input) if isinstance(max_input, int | float) else None,
+            cached_input_price_per_mtok=per_mtok("cache_read_input_token_cost"),
+            reasoning_price_per_mtok=per_mtok("output_cost_per_reasoning_token"),
         )

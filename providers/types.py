@@ -60,6 +60,8 @@ class Usage:
     completion_tokens: int = 0
     estimated: bool = False
     extra: JSON = field(default_factory=dict)
+    cached_tokens: int = 0  # of prompt_tokens, read from the provider's prompt cache
+    reasoning_tokens: int = 0  # of completion_tokens, spent reasoning
 
     @property
     def total_tokens(self) -> int:
@@ -81,7 +83,20 @@ class Usage:
             return None
         if not (_plausible(prompt) and _plausible(completion)):
             return None
-        return cls(prompt_tokens=prompt or 0, completion_tokens=completion or 0)
+        prompt, completion = prompt or 0, completion or 0
+        return cls(
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            cached_tokens=_detail(usage, "prompt_tokens_details", "cached_tokens", prompt),
+            reasoning_tokens=_detail(usage, "completion_tokens_details", "reasoning_tokens", completion),
+        )
+
+
+def _detail(usage: JSON, details: str, name: str, at_most: int) -> int:
+    """A count inside `prompt_tokens_details`/`completion_tokens_details`, 0 when absent or implausible."""
+    inner = usage.get(details)
+    value = inner.get(name) if isinstance(inner, dict) else None
+    return min(value, at_most) if _plausible(value) and isinstance(value, int) else 0
 
 
 @dataclass(slots=True)

@@ -1,11 +1,17 @@
 """Candidate deployments: the hard filters of a request's preferences, and live load.
 
-Filters (`only`, `ignore`, `data_collection: deny`, `require_parameters`, `max_price`)
-drop deployments and say why, so that when nothing is left the client is told which
-deployment failed which rule. `Candidate` then carries what the policies score: the
-blended price, the rolling stats, the load (in-flight against `max_concurrency`, a
-self-hosted server's queue and KV cache, the upstream's remaining rate limit) and
-whether the breaker lets a request through.
+Filters (`only`, `ignore`, `data_collection: deny`, `zdr`, `quantizations`,
+`require_parameters`, `max_price`) drop deployments and say why, so that when nothing
+is left the client is told which deployment failed which rule. `Candidate` then
+carries what the policies score: the effective price, the rolling stats, the load
+(in-flight against `max_concurrency`, a self-hosted server's queue and KV cache, the
+upstream's remaining rate limit), whether the breaker lets a request through, and
+which latency/throughput targets it misses (soft: the router makes it a fallback).
+
+The effective price is what a million tokens really cost at this deployment: its
+input price discounted by its observed cache-hit rate, blended with its output price
+by its observed input/output mix (each from the rolling window's token sums; before
+`MIX_MIN_SAMPLES` answers reported usage, a 1:1 mix and no cache hits).
 
 Images are a capability, not a field: a request with image parts sends the
 pseudo-parameter `vision`, and a deployment that declares its parameters without
@@ -15,10 +21,10 @@ it is never sent images (one that declares nothing is, unless `require_parameter
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from router_policies.deployment import Deployment
-from router_policies.prefs import ProviderPrefs
+from router_policies.prefs import PERCENTILES, ProviderPrefs
 from router_policies.stats import Summary
 from router_policies.store import StateStore
 
@@ -30,6 +36,7 @@ PRICE_FLOOR_PER_MTOK = 0.01  # free (self-hosted) deployments still get a finite
 SERVER_LOAD_STALE_S = 30.0
 KV_CACHE_BUSY = 0.95
 LOW_RATE_LIMIT = 0.2  # below this fraction of the limit left, count the rest as load
+MIX_MIN_SAMPLES = 5  # answers with usage before the observed mix and cache-hit rate count
 
 
 class NoCandidates(Exception):
@@ -87,6 +94,10 @@ def exclusion(d: Deployment, prefs: ProviderPrefs, sent: frozenset[str]) -> str 
         return "not in provider.order and allow_fallbacks is false"
     if prefs.data_collection == "deny" and not (d.self_hosted or d.data_collection == "deny"):
         return "may keep data (data_collection: deny asked)"
+    if prefs.zdr and not d.zdr:
+        return "not a zero-data-retention deployment (zdr asked)"
+    if prefs.quantizations is not None and d.quantization not in prefs.quantizations:
+        return f"quantization {d.quantization} not in provider.quantizations"
     declared = d.supported_parameters
     if VISION in sent and declared is not None and VISION not in declared:
         return "declares its parameters without vision (the request has images)"
@@ -117,11 +128,44 @@ def filter_deployments(
     return kept, excluded
 
 
+def target_misses(stats: Summary, prefs: ProviderPrefs) -> list[str]:
+    """Each latency/throughput cutoff this deployment's window misses (unmeasured: none)."""
+    misses: list[str] = []
+    if prefs.preferred_max_latency is not None:
+        for q, seconds in prefs.preferred_max_latency.items():
+            ttft = stats.ttft_ms(q)
+            if ttft is not None and ttft > seconds * 1000:
+                misses.append(
+                    f"time to first token {q} {ttft:.0f} ms above preferred_max_latency.{q} {seconds * 1000:g} ms"
+                )
+    if prefs.preferred_min_throughput is not None:
+        for q, rate in prefs.preferred_min_throughput.items():
+            tps = stats.tps(q)
+            if tps is not None and tps < rate:
+                misses.append(
+                    f"throughput {q} {tps:.1f} tokens/s below preferred_min_throughput.{q} {rate:g}"
+                )
+    return misses
+
+
+def effective_price(d: Deployment, stats: Summary) -> tuple[float, float, float]:
+    """(USD per million tokens as billed, cache-hit rate, input share) from the observed usage."""
+    total = stats.prompt_tokens + stats.completion_tokens
+    if stats.usage_count >= MIX_MIN_SAMPLES and total > 0:
+        input_share = stats.prompt_tokens / total
+        hit = stats.cached_tokens / stats.prompt_tokens if stats.prompt_tokens else 0.0
+    else:
+        input_share, hit = 0.5, 0.0
+    prompt_price = (1.0 - hit) * d.input_price_per_mtok + hit * d.cached_price
+    price = input_share * prompt_price + (1.0 - input_share) * d.output_price_per_mtok
+    return max(price, PRICE_FLOOR_PER_MTOK), hit, input_share
+
+
 @dataclass(slots=True)
 class Candidate:
     deployment: Deployment
     model: str  # the name the client used for the group this deployment serves
-    price: float  # blended USD per million tokens
+    price: float  # effective USD per million tokens (see `effective_price`)
     stats: Summary
     in_flight: int
     load: float  # 0 idle … 1 saturated
@@ -129,6 +173,15 @@ class Candidate:
     available: bool  # the breaker lets a request through
     breaker: str
     score: float = 0.0
+    cache_hit_rate: float = 0.0
+    input_share: float = 0.5
+    misses: list[str] = field(default_factory=list)  # targets missed: a fallback
+    reasons: list[str] = field(default_factory=list)  # why it sits where it does in the plan
+
+    @property
+    def preferred(self) -> bool:
+        """Meets every target and has room: goes before every candidate that does not."""
+        return not self.misses and not self.busy
 
     def as_dict(self) -> dict[str, object]:
         d = self.deployment
@@ -137,7 +190,18 @@ class Candidate:
             "provider": d.provider,
             "model": self.model,
             "score": round(self.score, 6),
-            "price_per_mtok": {"prompt": d.input_price_per_mtok, "completion": d.output_price_per_mtok},
+            "preferred": self.preferred,
+            "reasons": self.reasons,
+            "price_per_mtok": {
+                "prompt": d.input_price_per_mtok,
+                "completion": d.output_price_per_mtok,
+                "cached_prompt": d.cached_price,
+            },
+            "effective_price_per_mtok": round(self.price, 6),
+            "cache_hit_rate": round(self.cache_hit_rate, 4),
+            "input_share": round(self.input_share, 4),
+            "ttft_ms": {q: self.stats.ttft_ms(q) for q in PERCENTILES},
+            "tokens_per_s": {q: self.stats.tps(q) for q in PERCENTILES},
             "ttft_p50_ms": self.stats.ttft_p50_ms,
             "ttft_p90_ms": self.stats.ttft_p90_ms,
             "tokens_per_s_p50": self.stats.tps_p50,
@@ -168,19 +232,25 @@ def _load(d: Deployment, store: StateStore, in_flight: int, now: float) -> tuple
     return load, busy
 
 
-def candidate(d: Deployment, model: str, store: StateStore, now: float) -> Candidate:
+def candidate(
+    d: Deployment, model: str, store: StateStore, now: float, prefs: ProviderPrefs | None = None
+) -> Candidate:
     state = store.state(d.id)
     in_flight = state.total_in_flight
     load, busy = _load(d, store, in_flight, now)
-    price = max((d.input_price_per_mtok + d.output_price_per_mtok) / 2, PRICE_FLOOR_PER_MTOK)
+    stats = state.window.summary()
+    price, hit, input_share = effective_price(d, stats)
     return Candidate(
         deployment=d,
         model=model,
         price=price,
-        stats=state.window.summary(),
+        stats=stats,
         in_flight=in_flight,
         load=load,
         busy=busy,
         available=state.breaker.allows(now),
         breaker=state.breaker.state(now),
+        cache_hit_rate=hit,
+        input_share=input_share,
+        misses=target_misses(stats, prefs) if prefs is not None and prefs.has_targets else [],
     )

@@ -3,7 +3,8 @@
 The attempt loop itself (failover, hedging, retry rounds) is in runner.py; this
 module says what one attempt is for each request kind, and reports each finished
 attempt's time to first token, throughput and rate-limit headers to the observer
-(the router's state) so the next request is scored on fresh numbers.
+(the router's state) with the tokens it billed, so the next request is scored on
+fresh numbers and on each deployment's observed cache-hit rate and token mix.
 
 Once a stream has produced content it is handed to the caller and never retried
 here: what happens after that is the streaming layer's business. Role chunks that
@@ -49,7 +50,12 @@ _CONTENT_KEYS = ("content", "tool_calls", "function_call", "refusal", "reasoning
 
 class FinishObserver(AttemptObserver, Protocol):
     def finished(
-        self, d: Deployment, ttft_ms: float, tokens_per_s: float | None, rate_limit: RateLimitInfo | None
+        self,
+        d: Deployment,
+        ttft_ms: float,
+        tokens_per_s: float | None,
+        rate_limit: RateLimitInfo | None,
+        usage: Usage | None = None,
     ) -> None: ...
 
 
@@ -100,6 +106,7 @@ class StartedStream:
         self._inner = inner
         self._observer = observer
         self._completion_tokens: int | None = None
+        self._usage: Usage | None = None
         self._error: ProviderError | None = None
         self._ended_at: float | None = None
         self._reported = False
@@ -113,6 +120,7 @@ class StartedStream:
                 usage = chunk.get("usage")
                 if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int):
                     self._completion_tokens = usage["completion_tokens"]
+                    self._usage = Usage.from_openai(usage)
                 if self._answer is not None:
                     self._answer.observe(chunk)
                 yield chunk
@@ -154,7 +162,7 @@ class StartedStream:
         tps = None
         if self._completion_tokens and self._ended_at and self._ended_at > self.first_token_at:
             tps = self._completion_tokens / (self._ended_at - self.first_token_at)
-        self._observer.finished(d, ttft_ms, tps, self.rate_limit)
+        self._observer.finished(d, ttft_ms, tps, self.rate_limit, self._usage)
 
 
 def upstream_call(deployment: Deployment, body: JSON, headers: dict[str, str] | None = None) -> UpstreamCall:
@@ -173,7 +181,8 @@ def _report_whole(
     """A non-streamed answer: its latency stands in for time to first token."""
     elapsed = time.monotonic() - started
     tokens = usage.completion_tokens if usage is not None else 0
-    observer.finished(d, elapsed * 1000, tokens / elapsed if tokens and elapsed > 0 else None, rate_limit)
+    tps = tokens / elapsed if tokens and elapsed > 0 else None
+    observer.finished(d, elapsed * 1000, tps, rate_limit, usage)
 
 
 def _timed(

@@ -5,10 +5,16 @@ A policy orders the available candidates of one model and sets each one's `score
 and fallbacks are the router's business, so a policy is only "how to rank". Adding
 one means writing a class here and naming it in `POLICIES`.
 
-- `balanced` (the default): OpenRouter's inverse-square price weighting, discounted
-  by load (in-flight against max_concurrency, a vLLM queue, a nearly spent rate
-  limit), by recent error rate, and mildly by latency and throughput against the
-  best candidate; a weighted random draw spreads traffic in proportion.
+- `effective_price` (the default). Its objective, in one sentence a user can check:
+  *among the healthy deployments that meet the request's latency and throughput
+  targets, traffic goes to each in proportion to 1 / effective price², discounted
+  only by its load and its recent error rate; deployments that miss a target, are
+  at capacity or have an open breaker are used only as fallbacks.* Speed beyond the
+  target buys nothing: a slower, cheaper deployment keeps its share while it meets
+  the target. (The target split is the router's, so it holds for every policy.)
+- `balanced`: the same inverse-square weighting, also discounted mildly by latency
+  and throughput against the best candidate (square root of the ratio), so faster
+  deployments win share even when no target asks for speed.
 - `inverse_price_squared`: OpenRouter's documented default, weights 1/price² only.
 - `random`: uniform choice (LiteLLM's default `simple-shuffle`).
 - `price`, `latency`, `throughput`: a strict order (the `sort` preference). Busy
@@ -68,6 +74,22 @@ def _ratio(mine: float | None, best: float | None) -> float:
     return min(1.0, best / mine)
 
 
+def _health_and_room(c: Candidate) -> float:
+    """The discount every weighting shares: spare capacity times squared success rate."""
+    return (1.0 - c.load) * (1.0 - c.stats.error_rate) ** 2
+
+
+class EffectivePrice:
+    """Inverse-square effective price, discounted by load and errors only; see the module docstring."""
+
+    name = "effective_price"
+
+    def rank(self, candidates: list[Candidate], rng: random.Random) -> list[Candidate]:
+        for c in candidates:
+            c.score = 0.0 if c.busy else _health_and_room(c) / (c.price * c.price)
+        return weighted_order(candidates, rng)
+
+
 class Balanced:
     name = "balanced"
 
@@ -80,10 +102,9 @@ class Balanced:
             if c.busy:
                 c.score = 0.0
                 continue
-            health = (1.0 - c.stats.error_rate) ** 2
             speed = math.sqrt(_ratio(c.stats.ttft_p50_ms, best_ttft))
             rate = math.sqrt(_ratio(best_rate, c.stats.tps_p50)) if c.stats.tps_p50 else 1.0
-            c.score = (1.0 - c.load) * health * speed * rate / (c.price * c.price)
+            c.score = _health_and_room(c) * speed * rate / (c.price * c.price)
         return weighted_order(candidates, rng)
 
 
@@ -114,6 +135,7 @@ class Sorted:
 
 
 POLICIES: dict[str, Callable[[], Policy]] = {
+    "effective_price": EffectivePrice,
     "balanced": Balanced,
     "inverse_price_squared": InversePriceSquared,
     "random": UniformRandom,
@@ -121,7 +143,7 @@ POLICIES: dict[str, Callable[[], Policy]] = {
     "latency": lambda: Sorted("latency"),
     "throughput": lambda: Sorted("throughput"),
 }
-DEFAULT_POLICY = "balanced"
+DEFAULT_POLICY = "effective_price"
 
 
 def get_policy(name: str) -> Policy:

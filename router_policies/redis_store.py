@@ -13,7 +13,10 @@ Recovery is per replica: each one's breaker half-opens and probes on its own.
 
 Keys (prefix `gw` by default): `…:samples:<deployment>` (list of encoded samples,
 trimmed and expiring with the window), `…:inflight:<deployment>` (hash: replica →
-"count|time"), `…:breaker:<deployment>` ("open_until|reason", expiring when it closes).
+"count|time"), `…:breaker:<deployment>` ("open_until|reason", expiring when it closes),
+`…:sticky` (a stream of prompt-prefix → deployment answers, capped in length: each
+sync appends this replica's new ones and reads those added since its last read, so a
+prompt cached through one replica is steered there by all).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from router_policies.stats import DEFAULT_MAX_SAMPLES, Sample
+from router_policies.stickiness import MAX_ENTRIES
 from router_policies.store import DeploymentState, LocalStore
 
 log = logging.getLogger("router_policies.redis_store")
@@ -61,6 +65,8 @@ class RedisStore(LocalStore):
         self._publishing: asyncio.Task[None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._known: set[str] = set()
+        self._sticky_pending: list[tuple[str, str, float]] = []
+        self._sticky_seen = ""  # the last stream id read
 
     def track(self, deployment_ids: Iterable[str]) -> None:
         """Deployments to sync even before this replica has used them."""
@@ -70,6 +76,33 @@ class RedisStore(LocalStore):
 
     def _key(self, kind: str, ident: str) -> str:
         return f"{self.prefix}:{kind}:{ident}"
+
+    # -- prompt-cache stickiness: appended and read on each sync ------------------------------
+
+    def remember_prefix(self, prefix_key: str, deployment_id: str) -> None:
+        super().remember_prefix(prefix_key, deployment_id)
+        self._sticky_pending.append((prefix_key, deployment_id, self.now()))
+        if len(self._sticky_pending) > 4096:  # the store is away: keep memory bounded
+            del self._sticky_pending[:2048]
+
+    def _queue_sticky(self, pipe: Any) -> int:
+        key = f"{self.prefix}:sticky"
+        taken = len(self._sticky_pending)
+        for prefix_key, ident, at in self._sticky_pending:
+            pipe.xadd(
+                key, {"k": prefix_key, "d": ident, "t": f"{at:.3f}"}, maxlen=MAX_ENTRIES, approximate=True
+            )
+        since = f"({self._sticky_seen}" if self._sticky_seen else "-"
+        pipe.xrevrange(key, max="+", min=since, count=2048)
+        return taken
+
+    def _apply_sticky(self, entries: list[Any]) -> None:
+        for entry_id, fields in reversed(entries or []):
+            try:
+                self._sticky.put(fields["k"], fields["d"], float(fields["t"]))
+            except (KeyError, ValueError):
+                continue
+            self._sticky_seen = entry_id
 
     # -- breaker openings: published at once ---------------------------------------------
 
@@ -147,6 +180,7 @@ class RedisStore(LocalStore):
         pipe = self._redis.pipeline(transaction=False)
         published = self._queue_breakers(pipe)
         taken = self._queue_sync(pipe, idents)
+        sticky_taken = self._queue_sticky(pipe)
         try:
             results = await asyncio.wait_for(pipe.execute(), self.op_timeout_s)
         except _FAILURES as error:
@@ -155,7 +189,9 @@ class RedisStore(LocalStore):
         self._unpublished.difference_update(published)
         for ident, count in taken.items():
             del self.state(ident).pending[:count]
-        self._apply(idents, results)
+        del self._sticky_pending[:sticky_taken]
+        self._apply(idents, results[:-1])
+        self._apply_sticky(results[-1])
         if self.healthy is not True:
             log.info(
                 "Redis at %s reachable: routing state is shared (replica %s)", self._safe_url(), self.replica

@@ -3,9 +3,18 @@
 `Router.plan` filters each model's deployments by the request's hard preferences,
 builds live candidates from the state store, ranks the available ones with the
 model's policy (or the `sort` the request asked for), pins `order` at the front and
-concatenates the models of a `models: [...]` fallback list. Deployments whose
-breaker is open are left out, unless nothing else is left, in which case they are
-tried soonest-to-reopen first rather than failing the request outright.
+concatenates the models of a `models: [...]` fallback list (with `sort.partition:
+"none"` the sort runs across all of them at once). Then the soft preferences: every
+candidate that misses a latency/throughput target or is at capacity moves behind
+every one that does not, keeping its order, so a fallback model meeting the target
+goes before a primary that misses it. Last, prompt-cache stickiness: the deployment
+that last served this key's long prompt prefix goes first while it is preferred (no
+missed target, room, breaker closed), unless the request pinned an `order` or asked
+for a strict `sort`. Each candidate carries the reasons for its place.
+
+Deployments whose breaker is open are left out, unless nothing else is left, in
+which case they are tried soonest-to-reopen first rather than failing the request
+outright.
 
 The router is also the executor's observer: each attempt's start, failure, success
 and finish goes to the state store, so breakers and rolling stats follow reality.
@@ -19,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from providers.errors import ContextLengthExceeded, ProviderError, UpstreamBadRequest
-from providers.types import RateLimitInfo
+from providers.types import RateLimitInfo, Usage
 from router_policies.attempts import AttemptLog
 from router_policies.candidates import (
     Candidate,
@@ -60,6 +69,15 @@ class Plan:
     candidates: list[Candidate] = field(default_factory=list)
     excluded: list[tuple[str, str]] = field(default_factory=list)
     groups: list[ModelGroup] = field(default_factory=list)
+    prefix_key: str | None = None  # prompt-cache stickiness (see stickiness.py)
+    router: Router | None = None
+
+    @property
+    def observer(self) -> Any:
+        """What the executor reports to: the router, or a wrapper that also remembers the prefix."""
+        if self.prefix_key is None or self.router is None:
+            return self.router
+        return _StickyObserver(self.router, self.prefix_key)
 
     def metadata(self, log: AttemptLog) -> dict[str, Any]:
         """The `gateway` object: why this plan, and what each attempt did."""
@@ -70,6 +88,7 @@ class Plan:
             "candidates": [c.as_dict() for c in self.candidates],
             "excluded": [{"deployment": d, "reason": why} for d, why in self.excluded],
             "plan": [d.id for d in self.deployments],
+            "sticky_prefix": self.prefix_key is not None,
             "attempts": [a.as_dict() for a in log.attempts],
         }
 
@@ -105,26 +124,34 @@ class Router:
         body: dict[str, Any],
         request: ProviderPrefs = NO_PREFS,
         key: ProviderPrefs | None = None,
+        prefix_key: str | None = None,
     ) -> Plan:
         """The ordered plan over every model in the fallback list; NoCandidates if none fits."""
         first = self.settings_for(groups[0].name)
         prefs = first.defaults.merge(key).merge(request)
         plan = Plan([], {}, prefs.sort or first.policy, prefs, first.hedge, first.retry, groups=list(groups))
+        plan.router, plan.prefix_key = self, prefix_key
         sent = sent_parameters(body)
         closed: list[Candidate] = []
         now = self.store.now()
+        ranked: list[Candidate] = []
         for group in groups:
             settings = self.settings_for(group.name)
             group_prefs = settings.defaults.merge(key).merge(request)
             kept, excluded = filter_deployments(group.deployments, group_prefs, sent)
             plan.excluded += excluded
-            candidates = [candidate(d, group.name, self.store, now) for d in kept]
-            ranked = self._rank(candidates, group_prefs, settings)
-            plan.candidates += ranked
+            candidates = [candidate(d, group.name, self.store, now, group_prefs) for d in kept]
+            ranked += self._rank(candidates, group_prefs, settings)
             closed += [c for c in candidates if not c.available]
-            for c in ranked:
-                plan.deployments.append(c.deployment)
-                plan.model_of[c.deployment] = group.name
+        if prefs.sort is not None and prefs.partition == "none" and len(groups) > 1:
+            ranked = self.policy(prefs.sort).rank(ranked, self.rng)
+        ranked = _prefer(ranked, prefs)
+        if prefix_key is not None and prefs.order is None and prefs.sort is None:
+            ranked = self._stick(ranked, prefix_key)
+        plan.candidates = ranked
+        for c in ranked:
+            plan.deployments.append(c.deployment)
+            plan.model_of[c.deployment] = c.model
         if not plan.candidates and not closed:
             raise NoCandidates(
                 groups[0].name if len(groups) == 1 else str([g.name for g in groups]), plan.excluded
@@ -140,6 +167,20 @@ class Router:
                 breaker = self.store.state(c.deployment.id).breaker
                 plan.excluded.append((c.deployment.id, f"breaker {c.breaker}: {breaker.reason}"))
         return plan
+
+    def _stick(self, ranked: list[Candidate], prefix_key: str) -> list[Candidate]:
+        """The deployment that served this prompt prefix last goes first while it is preferred."""
+        ident = self.store.sticky(prefix_key)
+        if ident is None or not ranked:
+            return ranked
+        for i, c in enumerate(ranked):
+            if c.deployment.id == ident and c.model == ranked[0].model:
+                if not c.preferred:
+                    c.reasons.append("served this prompt prefix last, but not preferred now: no stickiness")
+                    return ranked
+                c.reasons.append("first: served this key's prompt prefix last (its prompt cache is warm)")
+                return [c, *ranked[:i], *ranked[i + 1 :]]
+        return ranked
 
     def _rank(
         self, candidates: list[Candidate], prefs: ProviderPrefs, settings: ModelRouting
@@ -174,12 +215,54 @@ class Router:
         self.store.cancelled(d.id)
 
     def finished(
-        self, d: Deployment, ttft_ms: float, tokens_per_s: float | None, rate_limit: RateLimitInfo | None
+        self,
+        d: Deployment,
+        ttft_ms: float,
+        tokens_per_s: float | None,
+        rate_limit: RateLimitInfo | None,
+        usage: Usage | None = None,
     ) -> None:
-        self.store.finished(d.id, ttft_ms, tokens_per_s, rate_limit)
+        self.store.finished(d.id, ttft_ms, tokens_per_s, rate_limit, usage)
 
     def available(self, d: Deployment) -> bool:
         return self.store.state(d.id).breaker.allows(self.store.now())
 
     def ttft_p90_ms(self, d: Deployment) -> float | None:
         return self.store.state(d.id).window.summary().ttft_p90_ms
+
+
+def _prefer(ranked: list[Candidate], prefs: ProviderPrefs) -> list[Candidate]:
+    """Candidates meeting every target with room first, the rest after, each in its order.
+
+    A deployment pinned by `order` keeps its place: the client named it.
+    """
+    pinned = prefs.order or ()
+    front: list[Candidate] = []
+    back: list[Candidate] = []
+    for c in ranked:
+        if c.preferred or (pinned and named_in(c.deployment, pinned)):
+            front.append(c)
+            c.reasons.append("meets the targets" if prefs.has_targets else "has room")
+        else:
+            back.append(c)
+            c.reasons += [f"fallback: {why}" for why in c.misses]
+            if c.busy:
+                c.reasons.append("fallback: at capacity")
+    return front + back
+
+
+class _StickyObserver:
+    """The router as the executor's observer, remembering who answered this prompt prefix."""
+
+    __slots__ = ("_key", "_router")
+
+    def __init__(self, router: Router, key: str) -> None:
+        self._router = router
+        self._key = key
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._router, name)
+
+    def succeeded(self, d: Deployment) -> None:
+        self._router.succeeded(d)
+        self._router.store.remember_prefix(self._key, d.id)

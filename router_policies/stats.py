@@ -1,13 +1,19 @@
 """Rolling-window statistics per deployment: what the scoring policies look at.
 
 Each finished attempt leaves one `Sample` (time to first token, tokens per second,
-success or failure). A `RollingWindow` keeps the last few minutes of them, bounded
+success or failure, and the tokens it billed: prompt, cached prompt, completion). A `RollingWindow` keeps the last few minutes of them, bounded
 in count, and summarises them into percentiles on demand. The summary is cached:
 while the window is small every new sample counts and forces a fresh summary, but
 once it holds `EXACT_BELOW` samples or more a summary up to `REFRESH_S` old is
 served, because one more sample barely moves a percentile and re-sorting up to a
 thousand values on every request was a tenth of the gateway's CPU. Times come from an injectable clock so the benchmark can
 replay a market on simulated time.
+
+Percentiles are taken in the direction of "worse": time to first token pXX is the
+value XX % of requests stayed under; throughput pXX is the rate XX % of requests
+reached or beat (so p99 is the strictest for both, as in a latency/throughput target).
+The token sums give the deployment's observed cache-hit rate and input/output mix,
+from which the router computes its effective price.
 """
 
 from __future__ import annotations
@@ -33,24 +39,34 @@ class Sample:
     ok: bool
     ttft_ms: float | None = None
     tokens_per_s: float | None = None
+    # What the answer billed, when the upstream reported it (-1: not reported).
+    prompt_tokens: int = -1
+    cached_tokens: int = 0
+    completion_tokens: int = 0
 
     def encode(self) -> str:
-        """Compact text for the shared store: `at,ok,ttft,tps` with empty fields for None."""
+        """Compact text for the shared store: `at,ok,ttft,tps[,prompt,cached,completion]`."""
         ttft = "" if self.ttft_ms is None else f"{self.ttft_ms:.2f}"
         tps = "" if self.tokens_per_s is None else f"{self.tokens_per_s:.2f}"
-        return f"{self.at:.3f},{int(self.ok)},{ttft},{tps}"
+        text = f"{self.at:.3f},{int(self.ok)},{ttft},{tps}"
+        if self.prompt_tokens >= 0:
+            text += f",{self.prompt_tokens},{self.cached_tokens},{self.completion_tokens}"
+        return text
 
     @classmethod
     def decode(cls, text: str) -> Sample | None:
+        """The sample, or None for garbage; the 4-field form (no tokens) is still read."""
         parts = text.split(",")
-        if len(parts) != 4:
+        if len(parts) not in (4, 7):
             return None
         try:
+            tokens = (int(parts[4]), int(parts[5]), int(parts[6])) if len(parts) == 7 else (-1, 0, 0)
             return cls(
                 float(parts[0]),
                 parts[1] == "1",
                 float(parts[2]) if parts[2] else None,
                 float(parts[3]) if parts[3] else None,
+                *tokens,
             )
         except ValueError:
             return None
@@ -64,6 +80,25 @@ class Summary:
     ttft_p90_ms: float | None = None
     tps_p50: float | None = None
     tps_p90: float | None = None
+    ttft_p75_ms: float | None = None
+    ttft_p99_ms: float | None = None
+    tps_p75: float | None = None
+    tps_p99: float | None = None
+    # Sums over the samples whose usage was reported (`usage_count` of them).
+    usage_count: int = 0
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    completion_tokens: int = 0
+
+    def ttft_ms(self, q: str) -> float | None:
+        """Time to first token at percentile `q` ("p50", "p75", "p90", "p99")."""
+        value: float | None = getattr(self, f"ttft_{q}_ms")
+        return value
+
+    def tps(self, q: str) -> float | None:
+        """Throughput reached by `q` of requests ("p90": 90 % were at least this fast)."""
+        value: float | None = getattr(self, f"tps_{q}")
+        return value
 
 
 EMPTY = Summary()
@@ -125,13 +160,22 @@ class RollingWindow:
         failures = sum(1 for s in self._samples if not s.ok)
         ttfts = sorted(s.ttft_ms for s in self._samples if s.ttft_ms is not None)
         rates = sorted(s.tokens_per_s for s in self._samples if s.tokens_per_s is not None)
+        billed = [s for s in self._samples if s.prompt_tokens >= 0]
         return Summary(
             count=len(self._samples),
             error_rate=failures / len(self._samples),
             ttft_p50_ms=percentile(ttfts, 0.5) if ttfts else None,
             ttft_p90_ms=percentile(ttfts, 0.9) if ttfts else None,
             tps_p50=percentile(rates, 0.5) if rates else None,
-            tps_p90=percentile(rates, 0.9) if rates else None,
+            tps_p90=percentile(rates, 0.1) if rates else None,
+            ttft_p75_ms=percentile(ttfts, 0.75) if ttfts else None,
+            ttft_p99_ms=percentile(ttfts, 0.99) if ttfts else None,
+            tps_p75=percentile(rates, 0.25) if rates else None,
+            tps_p99=percentile(rates, 0.01) if rates else None,
+            usage_count=len(billed),
+            prompt_tokens=sum(s.prompt_tokens for s in billed),
+            cached_tokens=sum(s.cached_tokens for s in billed),
+            completion_tokens=sum(s.completion_tokens for s in billed),
         )
 
     def __len__(self) -> int:

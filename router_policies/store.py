@@ -1,6 +1,7 @@
 """The state store: where in-flight counts, rolling stats, breakers and cooldowns live.
 
-`StateStore` is the protocol the router talks to. Every read the router makes on a
+`StateStore` is the protocol the router talks to. Besides per-deployment state it
+keeps the prompt-cache stickiness table (prefix key → the deployment that served it). Every read the router makes on a
 request's path is answered from memory (`state()`, `load()`): scoring must never wait
 on the network. `LocalStore` is the whole story for one process; `RedisStore`
 (redis_store.py) extends it by syncing with Redis in the background, so every replica
@@ -14,9 +15,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from providers.types import RateLimitInfo
+from providers.types import RateLimitInfo, Usage
 from router_policies.breaker import BreakerSettings, CircuitBreaker
 from router_policies.stats import DEFAULT_WINDOW_S, Clock, RateLimitState, RollingWindow, Sample, ServerLoad
+from router_policies.stickiness import StickyTable
 
 
 @dataclass(slots=True)
@@ -53,10 +55,19 @@ class StateStore(Protocol):
     def failed(self, deployment_id: str, retry_after_s: float | None, reason: str, counts: bool) -> None: ...
 
     def finished(
-        self, deployment_id: str, ttft_ms: float, tokens_per_s: float | None, rate_limit: RateLimitInfo | None
+        self,
+        deployment_id: str,
+        ttft_ms: float,
+        tokens_per_s: float | None,
+        rate_limit: RateLimitInfo | None,
+        usage: Usage | None = None,
     ) -> None: ...
 
     def cancelled(self, deployment_id: str) -> None: ...
+
+    def sticky(self, prefix_key: str) -> str | None: ...
+
+    def remember_prefix(self, prefix_key: str, deployment_id: str) -> None: ...
 
     def describe(self) -> dict[str, object]: ...
 
@@ -83,6 +94,7 @@ class LocalStore:
         self._share = share_samples
         self._states: dict[str, DeploymentState] = {}
         self._loads: dict[str, ServerLoad] = {}
+        self._sticky = StickyTable()
 
     def now(self) -> float:
         return self._clock()
@@ -130,12 +142,20 @@ class LocalStore:
             self.breaker_opened(deployment_id, state)
 
     def finished(
-        self, deployment_id: str, ttft_ms: float, tokens_per_s: float | None, rate_limit: RateLimitInfo | None
+        self,
+        deployment_id: str,
+        ttft_ms: float,
+        tokens_per_s: float | None,
+        rate_limit: RateLimitInfo | None,
+        usage: Usage | None = None,
     ) -> None:
         state = self.state(deployment_id)
         state.in_flight = max(0, state.in_flight - 1)
         now = self._clock()
-        self._add(state, Sample(now, ok=True, ttft_ms=ttft_ms, tokens_per_s=tokens_per_s))
+        tokens = (-1, 0, 0)
+        if usage is not None and not usage.estimated:
+            tokens = (usage.prompt_tokens, usage.cached_tokens, usage.completion_tokens)
+        self._add(state, Sample(now, True, ttft_ms, tokens_per_s, *tokens))
         if rate_limit is not None and not rate_limit.is_empty():
             state.rate_limit = RateLimitState(rate_limit, now)
 
@@ -143,6 +163,13 @@ class LocalStore:
         state = self.state(deployment_id)
         state.in_flight = max(0, state.in_flight - 1)
         state.breaker.on_release()
+
+    def sticky(self, prefix_key: str) -> str | None:
+        """The deployment that last served this prompt prefix, while its cache is likely warm."""
+        return self._sticky.get(prefix_key, self._clock())
+
+    def remember_prefix(self, prefix_key: str, deployment_id: str) -> None:
+        self._sticky.put(prefix_key, deployment_id, self._clock())
 
     def _add(self, state: DeploymentState, sample: Sample) -> None:
         state.window.add(sample)

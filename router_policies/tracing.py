@@ -114,5 +114,5 @@ def finish_attempt(span: Span | None, d: Deployment, answer: AnswerTrace, usage:
     if usage is not None:
         span.set_attribute("gen_ai.usage.input_tokens", usage.prompt_tokens)
         span.set_attribute("gen_ai.usage.output_tokens", usage.completion_tokens)
-        span.set_attribute("gateway.cost_usd", d.cost_usd(usage.prompt_tokens, usage.completion_tokens))
+        span.set_attribute("gateway.cost_usd", d.cost_of(usage))
     span.end()

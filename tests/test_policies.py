@@ -14,6 +14,7 @@ from router_policies.policies import (
     DEFAULT_POLICY,
     POLICIES,
     Balanced,
+    EffectivePrice,
     InversePriceSquared,
     Sorted,
     UniformRandom,
@@ -116,8 +117,8 @@ def test_balanced_draw_follows_the_scores():
     assert abs(counts["a"] / 3000 - 0.8) < 0.03
 
 
-def test_default_policy_is_balanced_and_unknown_names_are_refused():
-    assert DEFAULT_POLICY == "balanced" and isinstance(get_policy(DEFAULT_POLICY), Balanced)
+def test_default_policy_is_effective_price_and_unknown_names_are_refused():
+    assert DEFAULT_POLICY == "effective_price" and isinstance(get_policy(DEFAULT_POLICY), EffectivePrice)
     assert {name: get_policy(name).name for name in POLICIES} == {name: name for name in POLICIES}
     with pytest.raises(ValueError, match="unknown routing policy 'fastest'; known: \\['balanced'"):
         get_policy("fastest")

@@ -61,7 +61,16 @@ def test_summary_counts_errors_and_takes_percentiles_of_what_was_measured():
     w.add(Sample(now[0], False))
     got = w.summary()
     assert got == Summary(
-        count=5, error_rate=0.2, ttft_p50_ms=300.0, ttft_p90_ms=400.0, tps_p50=40.0, tps_p90=50.0
+        count=5,
+        error_rate=0.2,
+        ttft_p50_ms=300.0,
+        ttft_p90_ms=400.0,
+        tps_p50=40.0,
+        tps_p90=20.0,  # throughput percentiles count from the slow end: 90 % reached it
+        ttft_p75_ms=300.0,
+        ttft_p99_ms=400.0,
+        tps_p75=20.0,
+        tps_p99=20.0,
     )
     assert len(w) == 5
 
@@ -80,7 +89,9 @@ def test_samples_older_than_the_window_drop_out():
     w.add(Sample(970.0, True, ttft_ms=10.0))
     assert w.summary().count == 2
     now[0] = 1000.5
-    assert w.summary() == Summary(count=1, error_rate=0.0, ttft_p50_ms=10.0, ttft_p90_ms=10.0)
+    assert w.summary() == Summary(
+        count=1, error_rate=0.0, ttft_p50_ms=10.0, ttft_p90_ms=10.0, ttft_p75_ms=10.0, ttft_p99_ms=10.0
+    )
     now[0] = 1031.0
     assert w.summary() is EMPTY and len(w) == 0
 
@@ -125,7 +136,26 @@ def test_p90_is_not_the_maximum():
     for i in range(1, 12):
         w.add(Sample(0.0, True, ttft_ms=10.0 * i, tokens_per_s=float(i)))
     got = w.summary()
-    assert (got.ttft_p90_ms, got.tps_p90, got.ttft_p50_ms, got.tps_p50) == (100.0, 10.0, 60.0, 6.0)
+    assert (got.ttft_p90_ms, got.tps_p90, got.ttft_p50_ms, got.tps_p50) == (100.0, 2.0, 60.0, 6.0)
+    assert (got.ttft_ms("p75"), got.ttft_ms("p99"), got.tps("p75"), got.tps("p99")) == (90.0, 110.0, 3.0, 1.0)
+
+
+def test_token_sums_give_the_cache_hit_rate_and_mix_and_travel_through_the_store():
+    now = [0.0]
+    w = window(now)
+    w.add(Sample(0.0, True, ttft_ms=5.0, prompt_tokens=1000, cached_tokens=800, completion_tokens=100))
+    w.add(Sample(0.0, True, ttft_ms=5.0))  # no usage reported: not in the sums
+    got = w.summary()
+    assert (got.usage_count, got.prompt_tokens, got.cached_tokens, got.completion_tokens) == (
+        1,
+        1000,
+        800,
+        100,
+    )
+    with_tokens = Sample(1.5, True, 12.5, 30.0, 1000, 800, 100)
+    assert Sample.decode(with_tokens.encode()) == with_tokens
+    assert Sample.decode("1.500,1,12.50,30.00") == Sample(1.5, True, 12.5, 30.0)
+    assert Sample.decode("1.5,1,2,3,4") is None
 
 
 def test_replace_adopts_the_shared_view_in_time_order():
@@ -138,7 +168,9 @@ def test_replace_adopts_the_shared_view_in_time_order():
     assert got.count == 3 and got.error_rate == pytest.approx(1 / 3)
     assert (got.ttft_p50_ms, got.ttft_p90_ms) == (7.0, 9.0)
     now[0] = 355.0  # 300 s back reaches 55.0: the oldest (50.0) went first
-    assert w.summary() == Summary(count=2, error_rate=0.5, ttft_p50_ms=9.0, ttft_p90_ms=9.0)
+    assert w.summary() == Summary(
+        count=2, error_rate=0.5, ttft_p50_ms=9.0, ttft_p90_ms=9.0, ttft_p75_ms=9.0, ttft_p99_ms=9.0
+    )
 
 
 def test_samples_round_trip_through_their_text_form():
