@@ -15,7 +15,15 @@ costs the 4 s first-byte timeout, a 503 or 429 a fast failure (a 429 carries a
 Retry-After of 15 s). Hedging starts the next deployment after the first one's
 p90 time to first token and keeps the first answer.
 
-    .venv/bin/python -m bench.routing_market [--requests 20000] [--seed 7]
+Prompt caching: each request comes from one of `--tenants` keys, each with its own
+shared system prompt of `SYSTEM_TOKENS` tokens before a `USER_TOKENS` question. A
+provider that served a tenant's prompt within `CACHE_TTL_S` bills those system-prompt
+tokens at `CACHED_SHARE` of its input price (as providers' prompt caches do); the
+router learns each deployment's cache-hit rate from the billed usage and, in the
+variants with stickiness, sends a tenant's prompt back to the deployment that served
+it last. Cost is what the providers would bill, cached tokens included.
+
+    .venv/bin/python -m bench.routing_market [--requests 20000] [--seed 7] [--tenants 20]
 """
 
 from __future__ import annotations
@@ -29,13 +37,17 @@ from pathlib import Path
 from typing import Any
 
 from providers.errors import ProviderError, UpstreamRateLimited, UpstreamTimeout, UpstreamUnavailable
+from providers.types import Usage
 from router_policies.breaker import BreakerSettings
 from router_policies.deployment import Deployment, ModelGroup
 from router_policies.router import ModelRouting, Router
 from router_policies.runner import HedgeSettings
 from router_policies.store import LocalStore
 
-PROMPT_TOKENS, COMPLETION_TOKENS = 1000, 200
+SYSTEM_TOKENS, USER_TOKENS, COMPLETION_TOKENS = 3000, 300, 200
+PROMPT_TOKENS = SYSTEM_TOKENS + USER_TOKENS
+CACHED_SHARE = 0.25  # cached prompt tokens cost this fraction of the input price
+CACHE_TTL_S = 300.0
 FIRST_BYTE_TIMEOUT_S = 4.0
 DEADLINE_S = 10.0
 RETRY_AFTER_S = 15.0
@@ -114,6 +126,7 @@ class Variant:
     policy: str
     breaker: bool
     hedge: bool = False
+    sticky: bool = False
 
 
 VARIANTS = (
@@ -121,9 +134,27 @@ VARIANTS = (
     Variant("inverse-square price (OpenRouter), no breaker", "inverse_price_squared", False),
     Variant("uniform random + our breaker", "random", True),
     Variant("inverse-square price + our breaker", "inverse_price_squared", True),
-    Variant("balanced (our default)", "balanced", True),
-    Variant("balanced + hedging", "balanced", True, hedge=True),
+    Variant("balanced + our breaker", "balanced", True),
+    Variant("effective_price (our default), no stickiness", "effective_price", True),
+    Variant("effective_price + stickiness", "effective_price", True, sticky=True),
+    Variant("effective_price + stickiness + hedging", "effective_price", True, hedge=True, sticky=True),
 )
+
+
+class PromptCaches:
+    """Which provider holds which tenant's system prompt in its cache, and until when."""
+
+    def __init__(self) -> None:
+        self._until: dict[tuple[str, int], float] = {}
+        self.served = self.hits = 0
+
+    def serve(self, provider: str, tenant: int, at: float) -> int:
+        """Cached prompt tokens of this answer; the provider's cache then holds the prompt."""
+        hit = self._until.get((provider, tenant), -1.0) >= at
+        self._until[(provider, tenant)] = at + CACHE_TTL_S
+        self.served += 1
+        self.hits += hit
+        return SYSTEM_TOKENS if hit else 0
 
 
 class _Clock:
@@ -133,82 +164,114 @@ class _Clock:
         return self.now
 
 
-def _run_attempt(
-    router: Router, market: Market, d: Deployment, at: float, clock: _Clock
-) -> tuple[float, bool]:
-    clock.now = at
-    router.started(d)
-    took, error = market.attempt(BY_NAME[d.provider], at)
-    clock.now = at + took
+@dataclass
+class _Request:
+    """One request's world: the market, the provider caches, the router's view, who asks."""
+
+    router: Router
+    market: Market
+    caches: PromptCaches
+    clock: _Clock
+    tenant: int
+    prefix_key: str | None
+
+
+def _run_attempt(req: _Request, d: Deployment, at: float) -> tuple[float, bool, float]:
+    """(seconds taken, success, USD billed) of one attempt."""
+    req.clock.now = at
+    req.router.started(d)
+    took, error = req.market.attempt(BY_NAME[d.provider], at)
+    req.clock.now = at + took
     if error is None:
-        router.succeeded(d)
-        router.finished(d, took * 1000, COMPLETION_TOKENS / 2.0, None)
-        return took, True
-    router.failed(d, error)
-    return took, False
+        cached = req.caches.serve(d.provider, req.tenant, at)
+        usage = Usage(PROMPT_TOKENS, COMPLETION_TOKENS, cached_tokens=cached)
+        req.router.succeeded(d)
+        req.router.finished(d, took * 1000, COMPLETION_TOKENS / 2.0, None, usage)
+        if req.prefix_key is not None:
+            req.router.store.remember_prefix(req.prefix_key, d.id)
+        return took, True, d.cost_of(usage)
+    req.router.failed(d, error)
+    return took, False, 0.0
 
 
 def _serve(
-    router: Router, market: Market, plan: list[Deployment], t0: float, hedge: HedgeSettings, clock: _Clock
-) -> tuple[float | None, Deployment | None]:
-    """Time to first token (None: failed) and the deployment that answered."""
-    elapsed = 0.0
+    req: _Request, plan: list[Deployment], t0: float, hedge: HedgeSettings
+) -> tuple[float | None, float]:
+    """Time to first token (None: failed) and the USD billed (a hedge's loser is billed too)."""
+    elapsed, billed = 0.0, 0.0
     queue = list(plan)
     while queue and elapsed < DEADLINE_S:
         d = queue.pop(0)
-        p90 = router.ttft_p90_ms(d)
+        p90 = req.router.ttft_p90_ms(d)
         delay = max(p90 if p90 is not None else hedge.default_delay_ms, hedge.min_delay_ms) / 1000
-        took, ok = _run_attempt(router, market, d, t0 + elapsed, clock)
+        took, ok, cost = _run_attempt(req, d, t0 + elapsed)
+        billed += cost
         if hedge.enabled and queue and took > delay:
             second = queue.pop(0)
-            took2, ok2 = _run_attempt(router, market, second, t0 + elapsed + delay, clock)
-            finishes = sorted(((took, ok, d), (delay + took2, ok2, second)), key=lambda x: (not x[1], x[0]))
+            took2, ok2, cost2 = _run_attempt(req, second, t0 + elapsed + delay)
+            billed += cost2
+            finishes = sorted(((took, ok), (delay + took2, ok2)), key=lambda x: (not x[1], x[0]))
             if finishes[0][1]:
-                return elapsed + finishes[0][0], finishes[0][2]
+                return elapsed + finishes[0][0], billed
             elapsed += max(took, delay + took2)
             continue
         if ok:
-            return elapsed + took, d
+            return elapsed + took, billed
         elapsed += took
-    return None, None
+    return None, billed
 
 
 BY_NAME = {p.name: p for p in PROVIDERS}
 
 
+def _deployments() -> tuple[Deployment, ...]:
+    return tuple(
+        Deployment(
+            p.name,
+            p.name,
+            adapter=None,  # type: ignore[arg-type]
+            input_price_per_mtok=p.price,
+            output_price_per_mtok=p.price,
+            cached_input_price_per_mtok=p.price * CACHED_SHARE,
+        )
+        for p in PROVIDERS
+    )
+
+
 def run_variant(
-    variant: Variant, seed: int, requests: int, rate_per_s: float, max_attempts: int
+    variant: Variant, seed: int, requests: int, rate_per_s: float, max_attempts: int, tenants: int = 1000
 ) -> dict[str, Any]:
     clock = _Clock()
     breaker = BreakerSettings(3, 10.0, 120.0) if variant.breaker else BreakerSettings(10**9, 0.001, 0.001)
     store = LocalStore(breaker_settings=breaker, clock=clock)
     hedge = HedgeSettings(enabled=variant.hedge, default_delay_ms=1000, min_delay_ms=50)
     router = Router(store, {"m": ModelRouting(policy=variant.policy, hedge=hedge)}, seed=seed)
-    deployments = tuple(
-        Deployment(p.name, p.name, adapter=None, input_price_per_mtok=p.price, output_price_per_mtok=p.price)  # type: ignore[arg-type]
-        for p in PROVIDERS
-    )
+    deployments = _deployments()
     group = ModelGroup("m", deployments)
-    market = Market(seed, requests / rate_per_s + 60)
-    arrivals = random.Random(seed + 2)
+    market, caches = Market(seed, requests / rate_per_s + 60), PromptCaches()
+    arrivals, who = random.Random(seed + 2), random.Random(seed + 3)
     t, ttfts, cost, ok = 0.0, [], 0.0, 0
     for _ in range(requests):
         t += arrivals.expovariate(rate_per_s)
         clock.now = t
-        plan = router.plan([group], {}).deployments[:max_attempts]
+        tenant = who.randrange(tenants)
+        key = f"tenant-{tenant}" if variant.sticky else None
+        plan = router.plan([group], {}, prefix_key=key).deployments[:max_attempts]
         if not variant.breaker:  # stateless baselines: the breaker never opens, Retry-After is ignored
             for d in deployments:
                 store.state(d.id).breaker.open_until = 0.0
-        ttft, answered = _serve(router, market, plan, t, hedge, clock)
-        if ttft is not None and answered is not None:
+        req = _Request(router, market, caches, clock, tenant, key)
+        ttft, billed = _serve(req, plan, t, hedge)
+        cost += billed
+        if ttft is not None:
             ok += 1
             ttfts.append(ttft)
-            cost += answered.cost_usd(PROMPT_TOKENS, COMPLETION_TOKENS)
     ttfts.sort()
     return {
         "variant": variant.label,
         "success_rate": ok / requests,
         "cost_per_1k_ok_usd": cost / max(ok, 1) * 1000,
+        "prompt_cache_hit_rate": caches.hits / max(caches.served, 1),
         "ttft_p50_s": ttfts[len(ttfts) // 2],
         "ttft_p95_s": ttfts[int(len(ttfts) * 0.95)],
         "ttft_p99_s": ttfts[int(len(ttfts) * 0.99)],
@@ -223,15 +286,22 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=5.0, help="arrivals per simulated second")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--max-attempts", type=int, default=3)
+    parser.add_argument("--tenants", type=int, default=1000, help="keys, each with its own system prompt")
     args = parser.parse_args()
-    rows = [run_variant(v, args.seed, args.requests, args.rate, args.max_attempts) for v in VARIANTS]
+    rows = [
+        run_variant(v, args.seed, args.requests, args.rate, args.max_attempts, args.tenants) for v in VARIANTS
+    ]
     print(
-        f"{args.requests} requests, {args.rate}/s simulated, seed {args.seed}, ≤{args.max_attempts} attempts, {DEADLINE_S:g} s deadline"
+        f"{args.requests} requests, {args.rate}/s simulated, seed {args.seed}, ≤{args.max_attempts} attempts, "
+        f"{DEADLINE_S:g} s deadline, {args.tenants} tenants sharing {SYSTEM_TOKENS}-token system prompts"
     )
-    print(f"{'variant':<48} {'success':>8} {'$/1k ok':>8} {'p50 s':>7} {'p95 s':>7} {'p99 s':>7}")
+    print(
+        f"{'variant':<48} {'success':>8} {'$/1k ok':>8} {'cache hit':>9} {'p50 s':>7} {'p95 s':>7} {'p99 s':>7}"
+    )
     for r in rows:
         print(
             f"{r['variant']:<48} {r['success_rate']:>8.2%} {r['cost_per_1k_ok_usd']:>8.4f} "
+            f"{r['prompt_cache_hit_rate']:>9.1%} "
             f"{r['ttft_p50_s']:>7.3f} {r['ttft_p95_s']:>7.3f} {r['ttft_p99_s']:>7.3f}"
         )
     out = Path("bench/results")

@@ -161,6 +161,14 @@ def effective_price(d: Deployment, stats: Summary) -> tuple[float, float, float]
     return max(price, PRICE_FLOOR_PER_MTOK), hit, input_share
 
 
+def warm_price(c: Candidate) -> float:
+    """The candidate's effective price if every prompt token were read from its cache: the
+    most a sticky prompt prefix can save there."""
+    d = c.deployment
+    price = c.input_share * d.cached_price + (1.0 - c.input_share) * d.output_price_per_mtok
+    return max(price, PRICE_FLOOR_PER_MTOK)
+
+
 @dataclass(slots=True)
 class Candidate:
     deployment: Deployment

@@ -9,8 +9,10 @@ candidate that misses a latency/throughput target or is at capacity moves behind
 every one that does not, keeping its order, so a fallback model meeting the target
 goes before a primary that misses it. Last, prompt-cache stickiness: the deployment
 that last served this key's long prompt prefix goes first while it is preferred (no
-missed target, room, breaker closed), unless the request pinned an `order` or asked
-for a strict `sort`. Each candidate carries the reasons for its place.
+missed target, room, breaker closed) and its price with the whole prompt cached is no
+higher than the effective price of the policy's first choice (so stickiness never
+locks a key onto a dear deployment it once failed over to), unless the request
+pinned an `order` or asked for a strict `sort`. Each candidate carries the reasons for its place.
 
 Deployments whose breaker is open are left out, unless nothing else is left, in
 which case they are tried soonest-to-reopen first rather than failing the request
@@ -37,6 +39,7 @@ from router_policies.candidates import (
     filter_deployments,
     named_in,
     sent_parameters,
+    warm_price,
 )
 from router_policies.deployment import Deployment, ModelGroup
 from router_policies.policies import DEFAULT_POLICY, Policy, get_policy
@@ -169,17 +172,25 @@ class Router:
         return plan
 
     def _stick(self, ranked: list[Candidate], prefix_key: str) -> list[Candidate]:
-        """The deployment that served this prompt prefix last goes first while it is preferred."""
+        """The deployment that served this prompt prefix last goes first while it is preferred
+        and, with its prompt cache warm, no dearer than the policy's first choice."""
         ident = self.store.sticky(prefix_key)
-        if ident is None or not ranked:
+        if ident is None or not ranked or ranked[0].deployment.id == ident:
             return ranked
         for i, c in enumerate(ranked):
-            if c.deployment.id == ident and c.model == ranked[0].model:
-                if not c.preferred:
-                    c.reasons.append("served this prompt prefix last, but not preferred now: no stickiness")
-                    return ranked
+            if c.deployment.id != ident or c.model != ranked[0].model:
+                continue
+            if not c.preferred:
+                c.reasons.append("served this prompt prefix last, but not preferred now: no stickiness")
+            elif warm_price(c) > ranked[0].price:
+                c.reasons.append(
+                    f"served this prompt prefix last, but even cached (${warm_price(c):.4g}/M) dearer than "
+                    f"{ranked[0].deployment.id} (${ranked[0].price:.4g}/M): no stickiness"
+                )
+            else:
                 c.reasons.append("first: served this key's prompt prefix last (its prompt cache is warm)")
                 return [c, *ranked[:i], *ranked[i + 1 :]]
+            return ranked
         return ranked
 
     def _rank(

@@ -151,3 +151,26 @@ def test_redis_going_away_keeps_routing_on_local_state_and_reconnects(fake, gate
         lambda: "reachable" in caplog.text.split("unreachable")[-1], 3.0, "the reconnection to be logged"
     )
     assert conn.llen("gw:samples:spare/spare-model") >= 5
+
+
+def test_a_prompt_prefix_served_through_one_replica_sticks_on_the_other(fake, gateway, shared_redis):
+    one_up, two_up = fake(name="one"), fake(name="two")
+    prefix = f"gwtest-{uuid.uuid4().hex[:8]}"
+    config = routing_config(
+        {"one": {"url": one_up.url, "price": 1.0}, "two": {"url": two_up.url, "price": 1.0}},
+        top={"routing": {"state_prefix": prefix, "state_sync_interval_ms": 50}},
+    )
+    first, second = gateway(config, redis_url=SHARED_REDIS), gateway(config, redis_url=SHARED_REDIS)
+    messages = [
+        {"role": "system", "content": "Answer from the shared handbook. " * 150},
+        {"role": "user", "content": "q"},
+    ]
+    served = provider_of(client(first.url).chat.completions.create(model="m", messages=messages))
+    wait_until(lambda: shared_redis.xlen(f"{prefix}:sticky") == 1, 2.0, "the prefix to be shared")
+    other = runtime_of(second).routing.store
+    wait_until(lambda: len(other._sticky) == 1, 2.0, "the other replica to read it")
+    api = client(second.url)
+    assert {provider_of(api.chat.completions.create(model="m", messages=messages)) for _ in range(8)} == {
+        served
+    }
+    shared_redis.delete(f"{prefix}:sticky")

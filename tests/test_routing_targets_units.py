@@ -256,3 +256,17 @@ def test_the_plan_observer_remembers_who_answered_the_prefix():
     plan.observer.succeeded(group.deployments[0])
     assert router.store.sticky("p") == "one/one-model"
     assert router.plan([group], {}, ProviderPrefs()).observer is router
+
+
+def test_stickiness_never_locks_a_prefix_onto_a_deployment_dearer_even_when_cached():
+    cheap, dear = dep("cheap", 1.0), dep("dear", 10.0, cached_input_price_per_mtok=1.0)
+    router = router_with({}, seed=2)
+    router.store.remember_prefix("p", dear.id)
+    plan = router.plan([ModelGroup("m", (cheap, dear))], {}, ProviderPrefs(sort=None), prefix_key="p")
+    if plan.deployments[0] is cheap:  # cached, dear costs 0.5 * 1 + 0.5 * 10 = 5.5 $/M > 1
+        assert any("dearer" in r for r in plan.candidates[1].reasons)
+    firsts = [
+        router.plan([ModelGroup("m", (cheap, dear))], {}, ProviderPrefs(), prefix_key="p").deployments[0]
+        for _ in range(200)
+    ]
+    assert firsts.count(cheap) > 190  # the inverse-square draw: 1 to 1/100, not the sticky one
