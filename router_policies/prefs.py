@@ -89,8 +89,10 @@ class ProviderPrefs:
 
     def merge(self, over: ProviderPrefs | None) -> ProviderPrefs:
         """These prefs with every field `over` sets taking its place."""
-        if over is None:
+        if over is None or over is NO_PREFS:
             return self
+        if self is NO_PREFS:  # the common case (no defaults): nothing to layer
+            return over
         changes = {f.name: getattr(over, f.name) for f in fields(over) if getattr(over, f.name) is not None}
         return replace(self, **changes) if changes else self
 

@@ -138,9 +138,9 @@ class Router:
         closed: list[Candidate] = []
         now = self.store.now()
         ranked: list[Candidate] = []
-        for group in groups:
+        for i, group in enumerate(groups):
             settings = self.settings_for(group.name)
-            group_prefs = settings.defaults.merge(key).merge(request)
+            group_prefs = prefs if i == 0 else settings.defaults.merge(key).merge(request)
             kept, excluded = filter_deployments(group.deployments, group_prefs, sent)
             plan.excluded += excluded
             candidates = [candidate(d, group.name, self.store, now, group_prefs) for d in kept]

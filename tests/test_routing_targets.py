@@ -69,7 +69,7 @@ def test_a_deployment_missing_the_latency_target_is_a_fallback_and_the_metadata_
     assert provider_of(answer) == "slow"
 
 
-def test_model_and_key_defaults_set_targets_and_sort_objects(fake, gateway):
+def test_model_defaults_set_targets_and_sort_objects(fake, gateway):
     slow = fake(behaviour=Behaviour(first_byte_ms=400), name="slow")
     quick = fake(name="quick")
     config = routing_config(
