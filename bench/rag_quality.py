@@ -1,36 +1,48 @@
 """Retrieval quality on the project's labelled set: hit@1/3/5 and MRR per pipeline.
 
-    python -m bench.rag_quality [--gateway http://127.0.0.1:8080 --model llama-3.1-8b]
+    python -m bench.rag_quality [--gateway http://127.0.0.1:8080 --model <chat model>]
 
-The set (`tests/rag_quality/`) is 42 short documents in ten topics (bees, the press,
-rides, software, …), with near-duplicates that share a topic and most words but differ
-in the fact asked for (inspections in summer and in autumn, two presses, two newsletters),
-and 52 questions: 42 paraphrases that avoid the document's words, 10 asking for one
-specific name or number. Each question has exactly one answering document. Everything runs locally: the real local
-embedder and Qdrant local mode in a temporary directory.
+The set (`tests/rag_quality/`, written for this project) is 47 short first-person
+documents of one fictional writer in seven topics, most of them in families of
+near-duplicates that share a topic, a structure and most of their words but differ in
+the fact asked for (seven months of hive inspection notes, six bike trips, three
+presses, three sets of opening hours, two newsletters, two backup routines…), and 60
+questions that paraphrase rather than quote (a "flat tyre" for a puncture, "parasites"
+for mites, "the Danish island" for Bornholm), each with exactly one answering document.
+Everything but the chat model runs here: the real local embedder, Qdrant local mode in
+a temporary directory, the retrieval code the gateway runs.
 
-Pipelines: `dense`, `hybrid` (dense + BM25-style sparse, RRF). `expanded` (rewrites) and
-`reranked` (LLM reranker) need a chat model through a running gateway (`--gateway`,
-`--model`); without one they are reported as skipped — the demo's simulated models
-answer canned text, which would measure nothing.
+Pipelines: `dense`; `hybrid` (dense + BM25-style sparse, weighted RRF); `expanded`
+(hybrid plus two rewrites of the question by a chat model through a gateway, all
+fused); `reranked` (hybrid, then a chat model through a gateway orders the top 10).
+Expansion and reranking send the gateway's own prompts (`rag.prompts`). Without
+`--gateway` the benchmark starts a gateway whose chat model is `bench.rag_model`: a
+deterministic, knowledge-free stand-in — its figures show the plumbing with a weak
+model, not what a real LLM reaches. Give `--gateway`/`--model` to measure a real one.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from bench.procs import gateway_config, new_workdir, python_env, start_gateway, start_server
 from rag.documents import make_document
 from rag.embedders import LocalEmbedder
 from rag.ingest import Ingestor
+from rag.prompts import parse_order, parse_rewrites, rerank_prompt, rewrite_prompt
 from rag.retrieve import Reranker, RetrievalOptions, Rewriter, retrieve
 from rag.store import Hit, Store
 
 SET = Path(__file__).resolve().parent.parent / "tests" / "rag_quality"
+STAND_IN_MODEL = "stand-in"
 
 
 def load() -> tuple[list[dict[str, str]], list[dict[str, str]]]:
@@ -52,25 +64,40 @@ def _chat(gateway: str, model: str, prompt: str) -> str:
 
 def gateway_rewriter(gateway: str, model: str) -> Rewriter:
     async def rewrite(question: str, n: int) -> list[str]:
-        prompt = f"Rewrite this question in {n} different ways, one per line, nothing else:\n{question}"
-        text = await asyncio.to_thread(_chat, gateway, model, prompt)
-        return [line.strip() for line in text.splitlines() if line.strip()][:n]
+        return parse_rewrites(await asyncio.to_thread(_chat, gateway, model, rewrite_prompt(question, n)), n)
 
     return rewrite
 
 
 def gateway_reranker(gateway: str, model: str) -> Reranker:
     async def rerank(question: str, hits: list[Hit]) -> list[Hit]:
-        passages = "\n".join(f"[{i}] {h.text}" for i, h in enumerate(hits, 1))
-        prompt = f"Order the passages by relevance to the question, numbers only, comma-separated.\nQuestion: {question}\n{passages}"
-        text = await asyncio.to_thread(_chat, gateway, model, prompt)
-        order = [
-            int(t) - 1 for t in text.replace(",", " ").split() if t.isdigit() and 0 < int(t) <= len(hits)
-        ]
-        seen = list(dict.fromkeys(order))
-        return [hits[i] for i in seen] + [h for i, h in enumerate(hits) if i not in seen]
+        prompt = rerank_prompt(question, [h.text for h in hits])
+        return parse_order(await asyncio.to_thread(_chat, gateway, model, prompt), hits)
 
     return rerank
+
+
+@contextlib.contextmanager
+def stand_in_gateway() -> Iterator[str]:
+    """A gateway on loopback whose one chat model is the stand-in (`bench.rag_model`)."""
+    with new_workdir() as tmp:
+        workdir = Path(tmp)
+        model_proc, model_root = start_server(
+            workdir,
+            "rag-model",
+            [sys.executable, "-m", "bench.rag_model", "--port"],
+            python_env(),
+            timeout_s=60,
+        )
+        try:
+            config = gateway_config(model_root + "/v1", STAND_IN_MODEL, STAND_IN_MODEL)
+            gateway_proc, root = start_gateway(workdir, config, "aiohttp")
+            try:
+                yield root
+            finally:
+                gateway_proc.stop()
+        finally:
+            model_proc.stop()
 
 
 def score(ranks: list[int | None]) -> dict[str, float]:
@@ -83,40 +110,43 @@ def score(ranks: list[int | None]) -> dict[str, float]:
     }
 
 
-async def run(args: argparse.Namespace) -> dict[str, Any]:
+Pipeline = tuple[RetrievalOptions, Rewriter | None, Reranker | None]
+
+
+def pipelines(gateway: str, model: str) -> dict[str, Pipeline]:
+    hybrid = {"top_k": 5, "hybrid": True, "sparse_weight": 0.5}
+    return {
+        "dense": (RetrievalOptions(top_k=5), None, None),
+        "hybrid, equal weights": (RetrievalOptions(top_k=5, hybrid=True, sparse_weight=1.0), None, None),
+        "hybrid": (RetrievalOptions(**hybrid), None, None),  # type: ignore[arg-type]
+        "expanded": (RetrievalOptions(**hybrid, expansions=2), gateway_rewriter(gateway, model), None),  # type: ignore[arg-type]
+        "reranked": (
+            RetrievalOptions(**hybrid, rerank=True, candidates=10),  # type: ignore[arg-type]
+            None,
+            gateway_reranker(gateway, model),
+        ),
+    }
+
+
+async def measure(gateway: str, model: str) -> dict[str, Any]:
     documents, questions = load()
     embedder = LocalEmbedder()
+    results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         store = await Store(path=Path(tmp)).open()
         docs = [
             make_document(d["id"], d["text"], kind="post", title=d["title"], url=d["id"]) for d in documents
         ]
         await Ingestor(store, embedder, "quality").run(docs)
-        pipelines: dict[str, tuple[RetrievalOptions, Rewriter | None, Reranker | None]] = {
-            "dense": (RetrievalOptions(top_k=5), None, None),
-            "hybrid": (RetrievalOptions(top_k=5, hybrid=True), None, None),
-        }
-        if args.gateway:
-            rewriter, reranker = (
-                gateway_rewriter(args.gateway, args.model),
-                gateway_reranker(args.gateway, args.model),
-            )
-            pipelines["expanded"] = (RetrievalOptions(top_k=5, hybrid=True, expansions=2), rewriter, None)
-            pipelines["reranked"] = (
-                RetrievalOptions(top_k=5, hybrid=True, rerank=True, candidates=10),
-                None,
-                reranker,
-            )
-        results: dict[str, Any] = {}
-        for name, (options, rewriter, reranker) in pipelines.items():
+        for name, (options, rewriter, reranker) in pipelines(gateway, model).items():
             ranks: list[int | None] = []
             for q in questions:
                 found = await retrieve(store, embedder, "quality", q["q"], options, rewriter, reranker)
+                if found.notes:
+                    raise RuntimeError(f"{name}: {found.notes}")
                 sources = [h.payload["source"] for h in found.hits]
                 ranks.append(sources.index(q["doc"]) if q["doc"] in sources else None)
             results[name] = {k: round(v, 3) for k, v in score(ranks).items()}
-        for name in ("expanded", "reranked"):
-            results.setdefault(name, "skipped: needs a chat model through a gateway (--gateway, --model)")
         await store.aclose()
     embedder.close()
     return {"documents": len(documents), "questions": len(questions), "pipelines": results}
@@ -126,15 +156,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--gateway", default=None, help="a running gateway for rewrites and reranking")
-    parser.add_argument("--model", default="llama-3.1-8b")
-    report = asyncio.run(run(parser.parse_args()))
-    print(f"{report['documents']} documents, {report['questions']} questions")
+    parser.add_argument("--gateway", default=None, help="a running gateway serving --model")
+    parser.add_argument("--model", default=STAND_IN_MODEL)
+    args = parser.parse_args()
+    if args.gateway:
+        report = asyncio.run(measure(args.gateway, args.model))
+        who = f"{args.model} through {args.gateway}"
+    else:
+        with stand_in_gateway() as root:
+            report = asyncio.run(measure(root, STAND_IN_MODEL))
+        who = "the deterministic stand-in (bench.rag_model) through a gateway; not an LLM"
+    print(f"{report['documents']} documents, {report['questions']} questions; chat model: {who}")
     for name, figures in report["pipelines"].items():
-        if isinstance(figures, dict):
-            print(f"{name:9} " + "  ".join(f"{k} {v:.3f}" for k, v in figures.items()))
-        else:
-            print(f"{name:9} {figures}")
+        print(f"{name:22} " + "  ".join(f"{k} {v:.3f}" for k, v in figures.items()))
 
 
 if __name__ == "__main__":

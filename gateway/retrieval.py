@@ -232,6 +232,7 @@ def _options(collection: CollectionConfig, asked: RagRequest) -> RetrievalOption
         else collection.score_threshold,
         filter=dict(asked.filter) if asked.filter else None,
         hybrid=collection.hybrid,
+        sparse_weight=collection.sparse_weight,
         expansions=collection.expand.n if collection.expand else 0,
         rerank=collection.rerank is not None,
         candidates=max(

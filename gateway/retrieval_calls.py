@@ -10,7 +10,6 @@ deployments too.
 
 from __future__ import annotations
 
-import re
 import time
 import uuid
 from collections.abc import Sequence
@@ -20,11 +19,10 @@ from gateway.records import RequestRecord
 from providers.errors import ProviderError
 from rag.embedders import QueryCache, Vector
 from rag.errors import EmbedderFailed
+from rag.prompts import parse_order, parse_rewrites, rerank_prompt, rewrite_prompt
 from rag.store import Hit
 from router_policies.attempts import AllAttemptsFailed, AttemptLog
 from router_policies.executor import complete, embed
-
-_NUMBER = re.compile(r"\d+")
 
 
 def _body(model: str, deny: bool, **fields: Any) -> dict[str, Any]:
@@ -114,14 +112,8 @@ class GatewayRewriter:
         self._runtime, self._model, self._deny = runtime, model, deny
 
     async def __call__(self, question: str, n: int) -> list[str]:
-        prompt = (
-            f"Rewrite the question below in {n} different ways that a search engine would match, "
-            f"using other words. Answer with exactly {n} lines, one rewrite per line, nothing else.\n\n"
-            f"Question: {question}"
-        )
-        text = await _chat(self._runtime, self._model, self._deny, prompt)
-        lines = [re.sub(r"^\s*(\d+[.)]|[-*])\s*", "", line).strip() for line in text.splitlines()]
-        return [line for line in lines if line][:n]
+        text = await _chat(self._runtime, self._model, self._deny, rewrite_prompt(question, n))
+        return parse_rewrites(text, n)
 
 
 class GatewayReranker:
@@ -131,17 +123,5 @@ class GatewayReranker:
         self._runtime, self._model, self._deny = runtime, model, deny
 
     async def __call__(self, question: str, hits: list[Hit]) -> list[Hit]:
-        passages = "\n\n".join(f"[{i}] {h.text[:600]}" for i, h in enumerate(hits, 1))
-        prompt = (
-            "Order the passages by how well they answer the question, most relevant first. "
-            "Answer with the passage numbers only, comma-separated.\n\n"
-            f"Question: {question}\n\nPassages:\n{passages}"
-        )
-        text = await _chat(self._runtime, self._model, self._deny, prompt)
-        order: list[int] = []
-        for match in _NUMBER.findall(text):
-            i = int(match) - 1
-            if 0 <= i < len(hits) and i not in order:
-                order.append(i)
-        # Candidates the model left out keep their retrieval order, after the ones it ranked.
-        return [hits[i] for i in order] + [h for i, h in enumerate(hits) if i not in order]
+        prompt = rerank_prompt(question, [h.text for h in hits])
+        return parse_order(await _chat(self._runtime, self._model, self._deny, prompt), hits)

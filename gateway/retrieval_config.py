@@ -8,8 +8,9 @@ rag:
       embedding_model: null      # with `embedder: gateway`, e.g. text-embedding
       on_error: fail             # or `continue`: answer without context when retrieval fails
       top_k: 4
-      score_threshold: 0.2
+      score_threshold: 0.2       # minimum cosine similarity to the question, in every mode
       hybrid: true               # BM25-style sparse search fused with the dense one
+      sparse_weight: 0.5         # its vote in the fusion, against 1 for the dense list
       expand: {model: llama-3.1-8b, n: 2}   # rewrites by a cheap model, fused
       rerank: {model: llama-3.1-8b, candidates: 12}
       template: "… {context} …"  # where the context goes; {question} also works
@@ -71,6 +72,8 @@ class CollectionConfig(_Strict):
     top_k: int = Field(4, ge=1, le=50)
     score_threshold: float | None = Field(None, ge=-1, le=1)
     hybrid: bool = False
+    # The sparse list's vote in the fusion against 1 for the dense one (bench.rag_quality).
+    sparse_weight: float = Field(0.5, ge=0, le=4)
     expand: ExpandConfig | None = None
     rerank: RerankConfig | None = None
     template: str = DEFAULT_TEMPLATE

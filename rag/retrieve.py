@@ -40,6 +40,8 @@ class RetrievalOptions:
     expansions: int = 0
     rerank: bool = False
     candidates: int = 20  # how many each search returns before fusion / reranking
+    sparse_weight: float = 0.5  # the sparse lists' vote in fusion (the question's dense list has 1)
+    rewrite_weight: float = 1.0  # each rewrite's vote in fusion (the question itself has 1)
 
 
 @dataclass(slots=True)
@@ -102,6 +104,8 @@ async def retrieve(
         limit=options.candidates if (fused or wide) else options.top_k,
         score_threshold=options.score_threshold,
         filter=options.filter,
+        sparse_weight=options.sparse_weight,
+        rewrite_weight=options.rewrite_weight,
     )
     with _step("rag.search"):
         hits = await store.search(collection, embedder.id, search)

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 from rag.embedders import vector_name
 from rag.errors import CollectionNotFound, EmbedderMismatch, RagError, StoreUnavailable
+from rag.fusion import Ranked, fuse
 
 log = logging.getLogger("rag")
 T = TypeVar("T")
@@ -37,6 +38,7 @@ class Hit:
     id: str
     score: float
     payload: dict[str, Any] = field(default_factory=dict)
+    similarity: float | None = None  # cosine similarity to the question (best over its phrasings)
 
     @property
     def text(self) -> str:
@@ -45,13 +47,27 @@ class Hit:
 
 @dataclass(slots=True)
 class Query:
-    """One search: dense vectors (one per phrasing) and optional sparse ones, fused when several."""
+    """One search: dense vectors (one per phrasing) and optional sparse ones, fused when several.
+
+    `score_threshold` is a minimum cosine similarity to the question in every mode (see
+    `rag.fusion` for what that means once lists are fused).
+    """
 
     dense: list[list[float]]
     sparse: list[tuple[list[int], list[float]]] = field(default_factory=list)
     limit: int = 4
     score_threshold: float | None = None
     filter: dict[str, Any] | None = None
+    sparse_weight: float = (
+        1.0  # the sparse lists' vote in the fusion, against 1 for the question's dense list
+    )
+    rewrite_weight: float = 1.0  # a rewrite's lists' vote, against 1 for the question's own
+
+
+def _dense(vector: Any, name: str) -> list[float] | None:
+    if isinstance(vector, dict):
+        vector = vector.get(name)
+    return vector if isinstance(vector, list) else None
 
 
 def _filter(conditions: dict[str, Any] | None) -> Any:
@@ -283,23 +299,8 @@ class Store:
 
         dense_name = vector_name(embedder_id)
         flt = _filter(query.filter)
-        prefetch = [
-            models.Prefetch(
-                query=v,
-                using=dense_name,
-                limit=query.limit,
-                score_threshold=query.score_threshold,
-                filter=flt,
-            )
-            for v in query.dense
-        ] + [
-            models.Prefetch(
-                query=models.SparseVector(indices=i, values=w), using=SPARSE, limit=query.limit, filter=flt
-            )
-            for i, w in query.sparse
-            if i
-        ]
-        if len(prefetch) == 1:
+        sparse = [(i, w) for i, w in query.sparse if i]
+        if len(query.dense) == 1 and not sparse:
             result = self._client.query_points(
                 collection,
                 query=query.dense[0],
@@ -309,15 +310,43 @@ class Store:
                 query_filter=flt,
                 with_payload=True,
             )
-        else:
-            result = self._client.query_points(
-                collection,
-                prefetch=prefetch,
-                query=models.FusionQuery(fusion=models.Fusion.RRF),
+            return [
+                Hit(str(p.id), float(p.score), dict(p.payload or {}), float(p.score)) for p in result.points
+            ]
+        # Several lists: one batched call, fused here (weighted RRF; see rag.fusion). Each
+        # candidate comes with its dense vector, so the threshold can judge its similarity.
+        requests = [
+            models.QueryRequest(
+                query=v,
+                using=dense_name,
                 limit=query.limit,
+                filter=flt,
                 with_payload=True,
+                with_vector=[dense_name],
             )
-        return [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in result.points]
+            for v in query.dense
+        ] + [
+            models.QueryRequest(
+                query=models.SparseVector(indices=i, values=w),
+                using=SPARSE,
+                limit=query.limit,
+                filter=flt,
+                with_payload=True,
+                with_vector=[dense_name],
+            )
+            for i, w in sparse
+        ]
+        responses = self._client.query_batch_points(collection, requests)
+        weights = [1.0] + [query.rewrite_weight] * (len(query.dense) - 1)
+        weights += [query.sparse_weight] + [query.sparse_weight * query.rewrite_weight] * (len(sparse) - 1)
+        lists = [
+            Ranked(
+                [(str(p.id), dict(p.payload or {}), _dense(p.vector, dense_name)) for p in r.points], weight
+            )
+            for r, weight in zip(responses, weights, strict=True)
+        ]
+        fused = fuse(lists, query.dense, query.limit, query.score_threshold)
+        return [Hit(point_id, score, payload, similarity) for point_id, score, payload, similarity in fused]
 
     async def search(self, collection: str, embedder_id: str, query: Query) -> list[Hit]:
         return await self._call(self._search_blocking, collection, embedder_id, query)
