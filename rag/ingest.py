@@ -163,9 +163,16 @@ class Ingestor:
 
     async def _write(self, versions: dict[str, str], payloads: list[dict[str, Any]], replacing: bool) -> None:
         texts = [embedding_text(p) for p in payloads]
-        vectors: list[list[float]] = []
-        for i in range(0, len(texts), self.batch_chunks):
-            vectors += await self.embedder.embed_documents(texts[i : i + self.batch_chunks])
+        # Embedded shortest first: a batch is padded to its longest text, so mixing a
+        # heading with a long paragraph would pay the paragraph's length for both.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        by_length = [texts[i] for i in order]
+        embedded: list[list[float]] = []
+        for i in range(0, len(by_length), self.batch_chunks):
+            embedded += await self.embedder.embed_documents(by_length[i : i + self.batch_chunks])
+        vectors: list[list[float]] = [[] for _ in texts]
+        for position, vector in zip(order, embedded, strict=True):
+            vectors[position] = vector
         # Sparse vectors and point objects are pure-Python work: keep it off the event loop.
         points = await asyncio.to_thread(_points, vector_name(self.embedder.id), payloads, texts, vectors)
         await self.store.replace_documents(self.collection, versions, points, replacing)

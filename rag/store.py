@@ -19,69 +19,18 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from rag import local_mode
 from rag.embedders import vector_name
 from rag.errors import CollectionNotFound, EmbedderMismatch, RagError, StoreUnavailable
-from rag.fusion import Ranked, fuse
+from rag.search import SPARSE, Hit, Query, qdrant_filter, search_points
 
 log = logging.getLogger("rag")
+__all__ = ["SPARSE", "Hit", "Query", "Store"]  # Hit, Query and SPARSE live in rag.search
 T = TypeVar("T")
-SPARSE = "bm25"
 INDEXED_FIELDS = ("source", "type", "author", "doc_hash")
-
-
-@dataclass(slots=True)
-class Hit:
-    id: str
-    score: float
-    payload: dict[str, Any] = field(default_factory=dict)
-    similarity: float | None = None  # cosine similarity to the question (best over its phrasings)
-
-    @property
-    def text(self) -> str:
-        return str(self.payload.get("text", ""))
-
-
-@dataclass(slots=True)
-class Query:
-    """One search: dense vectors (one per phrasing) and optional sparse ones, fused when several.
-
-    `score_threshold` is a minimum cosine similarity to the question in every mode (see
-    `rag.fusion` for what that means once lists are fused).
-    """
-
-    dense: list[list[float]]
-    sparse: list[tuple[list[int], list[float]]] = field(default_factory=list)
-    limit: int = 4
-    score_threshold: float | None = None
-    filter: dict[str, Any] | None = None
-    sparse_weight: float = (
-        1.0  # the sparse lists' vote in the fusion, against 1 for the question's dense list
-    )
-    rewrite_weight: float = 1.0  # a rewrite's lists' vote, against 1 for the question's own
-
-
-def _dense(vector: Any, name: str) -> list[float] | None:
-    if isinstance(vector, dict):
-        vector = vector.get(name)
-    return vector if isinstance(vector, list) else None
-
-
-def _filter(conditions: dict[str, Any] | None) -> Any:
-    from qdrant_client import models
-
-    if not conditions:
-        return None
-    must: list[Any] = []
-    for key, value in conditions.items():
-        if isinstance(value, list):
-            must.append(models.FieldCondition(key=key, match=models.MatchAny(any=value)))
-        else:
-            must.append(models.FieldCondition(key=key, match=models.MatchValue(value=value)))
-    return models.Filter(must=must)
 
 
 class Store:
@@ -92,6 +41,8 @@ class Store:
         self._client: Any = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-store")
         self._embedder_of: dict[str, str] = {}  # collection -> embedder id, once seen
+        self._writes: dict[str, int] = {}  # collection -> writes made (local mode's sparse index follows it)
+        self._sparse_indexes = local_mode.SparseIndexes()
 
     @property
     def where(self) -> str:
@@ -111,6 +62,8 @@ class Store:
             assert self._path is not None
             self._path.mkdir(parents=True, exist_ok=True)
             self._client = QdrantClient(path=str(self._path))
+            for c in self._client.get_collections().collections:
+                local_mode.tune_storage(self._client, c.name)
 
     async def open(self) -> Store:
         try:
@@ -162,7 +115,8 @@ class Store:
 
     async def embedder_of(self, collection: str) -> str | None:
         """The id of the embedder that made `collection`, or None if it does not exist."""
-        return await self._call(self._embedder_blocking, collection)
+        known = self._embedder_of.get(collection)  # the request path: no thread hop once seen
+        return known if known is not None else await self._call(self._embedder_blocking, collection)
 
     async def check(self, collection: str, embedder_id: str) -> bool:
         """True if the collection exists and was made by `embedder_id`; False if it does not exist."""
@@ -184,6 +138,8 @@ class Store:
             sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
             metadata={"embedder": embedder_id, "dim": dim},
         )
+        local_mode.tune_storage(self._client, collection)
+        self._wrote(collection)
         if not self.local:  # local mode has no payload indexes (it scans)
             for name in INDEXED_FIELDS:
                 self._client.create_payload_index(collection, name, models.PayloadSchemaType.KEYWORD)
@@ -205,7 +161,11 @@ class Store:
     async def collections(self) -> list[dict[str, Any]]:
         return await self._call(self._list_blocking)
 
+    def _wrote(self, collection: str) -> None:
+        self._writes[collection] = self._writes.get(collection, 0) + 1
+
     def _delete_blocking(self, collection: str) -> bool:
+        self._wrote(collection)
         self._embedder_of.pop(collection, None)
         return (
             bool(self._client.delete_collection(collection))
@@ -250,7 +210,7 @@ class Store:
         while True:
             points, offset = self._client.scroll(
                 collection,
-                scroll_filter=_filter({"source": sources}),
+                scroll_filter=qdrant_filter({"source": sources}),
                 limit=1000,
                 offset=offset,
                 with_payload=["source", "doc_hash"],
@@ -269,6 +229,7 @@ class Store:
     ) -> None:
         from qdrant_client import models
 
+        self._wrote(collection)
         sources = models.FieldCondition(key="source", match=models.MatchAny(any=list(versions)))
         new = models.FieldCondition(key="doc_hash", match=models.MatchAny(any=list(versions.values())))
         try:
@@ -295,58 +256,8 @@ class Store:
     # ----------------------------------------------------------------- search
 
     def _search_blocking(self, collection: str, embedder_id: str, query: Query) -> list[Hit]:
-        from qdrant_client import models
-
-        dense_name = vector_name(embedder_id)
-        flt = _filter(query.filter)
-        sparse = [(i, w) for i, w in query.sparse if i]
-        if len(query.dense) == 1 and not sparse:
-            result = self._client.query_points(
-                collection,
-                query=query.dense[0],
-                using=dense_name,
-                limit=query.limit,
-                score_threshold=query.score_threshold,
-                query_filter=flt,
-                with_payload=True,
-            )
-            return [
-                Hit(str(p.id), float(p.score), dict(p.payload or {}), float(p.score)) for p in result.points
-            ]
-        # Several lists: one batched call, fused here (weighted RRF; see rag.fusion). Each
-        # candidate comes with its dense vector, so the threshold can judge its similarity.
-        requests = [
-            models.QueryRequest(
-                query=v,
-                using=dense_name,
-                limit=query.limit,
-                filter=flt,
-                with_payload=True,
-                with_vector=[dense_name],
-            )
-            for v in query.dense
-        ] + [
-            models.QueryRequest(
-                query=models.SparseVector(indices=i, values=w),
-                using=SPARSE,
-                limit=query.limit,
-                filter=flt,
-                with_payload=True,
-                with_vector=[dense_name],
-            )
-            for i, w in sparse
-        ]
-        responses = self._client.query_batch_points(collection, requests)
-        weights = [1.0] + [query.rewrite_weight] * (len(query.dense) - 1)
-        weights += [query.sparse_weight] + [query.sparse_weight * query.rewrite_weight] * (len(sparse) - 1)
-        lists = [
-            Ranked(
-                [(str(p.id), dict(p.payload or {}), _dense(p.vector, dense_name)) for p in r.points], weight
-            )
-            for r, weight in zip(responses, weights, strict=True)
-        ]
-        fused = fuse(lists, query.dense, query.limit, query.score_threshold)
-        return [Hit(point_id, score, payload, similarity) for point_id, score, payload, similarity in fused]
+        local = (self._sparse_indexes, self._writes.get(collection, 0)) if self.local else None
+        return search_points(self._client, collection, vector_name(embedder_id), query, local)
 
     async def search(self, collection: str, embedder_id: str, query: Query) -> list[Hit]:
         return await self._call(self._search_blocking, collection, embedder_id, query)

@@ -9,10 +9,13 @@ from typing import Any
 
 import pytest
 
+from rag import sparse
 from rag.documents import make_document
+from rag.embedders import vector_name
 from rag.ingest import Ingestor
 from rag.prompts import parse_order, parse_rewrites, rerank_prompt, rewrite_prompt
 from rag.retrieve import RetrievalOptions, retrieve
+from rag.search import Query, search_points
 from rag.store import Store
 
 QUESTION = "How often do you open the hives in summer?"
@@ -89,3 +92,31 @@ def test_the_labelled_set_is_well_formed() -> None:
     assert len(ids) == len(set(ids)) >= 40 and len(questions) >= 50
     assert {q["doc"] for q in questions} == set(ids)  # every document is the answer to something
     assert len({q["q"] for q in questions}) == len(questions)
+
+
+async def test_local_mode_shortcuts_rank_as_qdrant_does(tmp_path: Path, local_embedder: Any) -> None:
+    root = Path(__file__).parent / "rag_quality"
+    docs = [json.loads(line) for line in (root / "documents.jsonl").read_text().splitlines() if line]
+    store = await Store(path=tmp_path / "qdrant").open()
+    try:
+        ingestor = Ingestor(store, local_embedder, "set")
+        await ingestor.run([make_document(d["id"], d["text"], kind="post", title=d["title"]) for d in docs])
+        changed = make_document(docs[0]["id"], "The hives were sold in spring.", kind="post")
+        await ingestor.run([changed])  # leaves deleted points behind in local mode's arrays
+        dense_name = vector_name(local_embedder.id)
+        for question in ("How bad were the parasites after the harvest?", "Where did you get a flat tyre?"):
+            vector = await local_embedder.embed_query(question)
+            for query in (
+                Query(dense=[vector], limit=10),
+                Query(dense=[vector], sparse=[sparse.query_vector(question)], limit=10, sparse_weight=0.5),
+            ):
+                fast = await store.search("set", local_embedder.id, query)
+                ordinary = await store._call(search_points, store._client, "set", dense_name, query, None)
+                assert [h.id for h in fast] == [h.id for h in ordinary]
+                assert [h.score for h in fast] == pytest.approx([h.score for h in ordinary], abs=1e-5)
+                assert [h.similarity for h in fast] == pytest.approx(
+                    [h.similarity for h in ordinary], abs=1e-5
+                )
+                assert not any(h.payload["source"] == docs[0]["id"] and "kilos" in h.text for h in fast)
+    finally:
+        await store.aclose()
