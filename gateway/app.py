@@ -3,6 +3,11 @@
 The app holds no import-time state: everything live (pooled upstream clients,
 simulated upstreams, the model index) is built in the lifespan from the settings and
 config it is given, which is what lets tests start many gateways in one process.
+
+It is a FastAPI app whose routes are plain Starlette routes on the raw request: the
+hot path parses and validates its own bodies (`gateway.request_body`), so no request
+pays for FastAPI's validation or dependency solving. The API is described for
+`/openapi.json` and `/docs` by `gateway.api_schema`, from typed stubs of the same routes.
 """
 
 from __future__ import annotations
@@ -12,7 +17,8 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from starlette.applications import Starlette
+from fastapi import FastAPI
+from fastapi.telemetry import TelemetryConfig
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
@@ -26,6 +32,7 @@ from gateway.admin.cache_routes import cache_admin_routes
 from gateway.admin.rag_routes import rag_admin_routes
 from gateway.admin.reports import report_routes
 from gateway.admin.routes import admin_routes
+from gateway.api_schema.docs import TITLE, docs_routes
 from gateway.browser_guard import BrowserGuard, split_list
 from gateway.config import GatewayConfig
 from gateway.dashboard.pages import dashboard_routes
@@ -46,6 +53,14 @@ from gateway.telemetry.endpoint import metrics
 from gateway.telemetry.tracing import TracingMiddleware
 
 log = logging.getLogger("gateway")
+
+_NO_FASTAPI_TELEMETRY: TelemetryConfig = {
+    "tracing": False,
+    "metrics": False,
+    "logs": False,
+    "operation_spans": False,
+    "auto_configure": False,
+}
 
 
 async def _gateway_error(request: Request, exc: Exception) -> Response:
@@ -68,7 +83,7 @@ def create_app(settings: Settings, config: GatewayConfig) -> ASGIApp:
     """The ASGI app; the request-id middleware wraps everything so even a 500 carries the id."""
 
     @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = await build_runtime(settings, config)
         await asyncio.to_thread(token_counter)  # load the tokenizer now, not on a request
         app.state.runtime = runtime
@@ -109,11 +124,19 @@ def create_app(settings: Settings, config: GatewayConfig) -> ASGIApp:
         *cache_admin_routes(),
         *report_routes(),
         *dashboard_routes(),
+        *docs_routes(),
     ]
-    app = Starlette(
+    app = FastAPI(
+        title=TITLE,
         routes=routes,
         exception_handlers={GatewayError: _gateway_error, HTTPException: _http_error, Exception: _unexpected},
         lifespan=lifespan,
+        openapi_url=None,  # served by gateway.api_schema.docs, from the stubs, not from these routes
+        docs_url=None,
+        redoc_url=None,
+        # The gateway traces and counts requests itself (gateway.telemetry): FastAPI's own spans
+        # and metrics would double them and cost every request; bodies are capped by request_body.
+        telemetry=_NO_FASTAPI_TELEMETRY,
     )
     inner: ASGIApp = TracingMiddleware(AccountsMiddleware(app, settings))
     origins = split_list(settings.cors_origins)

@@ -1,0 +1,80 @@
+"""`/openapi.json` and `/docs`: the API description, and Swagger UI rendering it.
+
+Swagger UI's files come from the `fastapi-offline` package (a PyPI wheel that ships
+Swagger UI 5, which renders OpenAPI 3.1), so the page works offline and loads nothing
+from another host. The page and its starter script are static files beside this
+module: no inline script, so the dashboard's content security policy applies as it is.
+
+Neither needs a key: the description is the same for every gateway (no model names,
+keys or prices in it, only the API's shape, like a provider's published spec), and
+tools that generate clients or fuzz the API fetch it before they have a key. Trying a
+request from the page needs a key like any other request. The browser guard still
+applies (Host allow-list on an open gateway).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib.metadata import version
+from pathlib import Path
+
+import fastapi_offline
+import orjson
+from fastapi.openapi.utils import get_openapi
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from gateway.api_schema.operations import ROUTERS
+from gateway.dashboard.pages import HEADERS
+
+HERE = Path(__file__).parent / "static"
+SWAGGER_DIR = Path(fastapi_offline.__file__).parent / "static"
+TITLE = "LLM gateway"
+DESCRIPTION = (
+    "An OpenAI-compatible gateway that routes each request to the best deployment of a model "
+    "(price, latency, load, health), fails over, and books the cost.\n\n"
+    'Errors use OpenAI\'s envelope `{"error": {"message", "type", "code", "param"}}` '
+    "(Anthropic's on `/v1/messages`). A gateway started without an admin key is open (loopback only): "
+    "then no key is needed."
+)
+
+
+@cache
+def openapi_json() -> bytes:
+    """The description, generated once per process from the stubs in `operations`."""
+    routes = [route for router in ROUTERS for route in router.routes]
+    document = get_openapi(
+        title=TITLE,
+        version=version("llm-gateway"),
+        description=DESCRIPTION,
+        routes=routes,
+        tags=[
+            {"name": "OpenAI-compatible", "description": "The client API: a virtual key"},
+            {"name": "Admin", "description": "Keys, spend, the ledger and RAG: the admin key"},
+            {"name": "Operations", "description": "Health, readiness and metrics"},
+        ],
+    )
+    return orjson.dumps(document)
+
+
+async def openapi(request: Request) -> Response:
+    return Response(openapi_json(), media_type="application/json")
+
+
+async def docs_page(request: Request) -> Response:
+    return FileResponse(HERE / "docs.html", media_type="text/html; charset=utf-8", headers=HEADERS)
+
+
+async def docs_script(request: Request) -> Response:
+    return FileResponse(HERE / "docs.js", media_type="text/javascript", headers=HEADERS)
+
+
+def docs_routes() -> list[BaseRoute]:
+    return [
+        Route("/openapi.json", openapi, methods=["GET"]),
+        Route("/docs", docs_page, methods=["GET"]),
+        Route("/docs/docs.js", docs_script, methods=["GET"]),
+        Mount("/docs/assets", StaticFiles(directory=str(SWAGGER_DIR)), name="docs-assets"),
+    ]
