@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
+import orjson
 from fastapi import FastAPI
 from fastapi.telemetry import TelemetryConfig
 from starlette.exceptions import HTTPException
@@ -51,6 +53,7 @@ from gateway.runtime import build_runtime
 from gateway.settings import Settings
 from gateway.telemetry.endpoint import metrics
 from gateway.telemetry.tracing import TracingMiddleware
+from gateway.translate.anthropic import error_body as anthropic_error
 
 log = logging.getLogger("gateway")
 
@@ -71,12 +74,44 @@ async def _gateway_error(request: Request, exc: Exception) -> Response:
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     message = "no such endpoint" if exc.status_code == 404 else str(exc.detail)
-    return error_response(GatewayError(exc.status_code, f"{message}: {request.method} {request.url.path}"))
+    message = f"{message}: {request.method} {request.url.path}"
+    headers = dict(exc.headers or {})  # a 405's `Allow` (RFC 9110) among them
+    if request.url.path == "/v1/messages":  # every error of the Messages API is in Anthropic's shape
+        body = orjson.dumps(anthropic_error(exc.status_code, message))
+        return Response(body, exc.status_code, headers, media_type="application/json")
+    return error_response(GatewayError(exc.status_code, message), headers)
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(GatewayError(500, "internal error in the gateway", code="internal_error"))
+
+
+def _one_route_per_path(routes: list[BaseRoute]) -> list[BaseRoute]:
+    """Routes of one path that differ by method, merged into one route dispatching on the method.
+
+    Starlette answers a wrong method with the `Allow` of the first route whose path
+    matches, which would hide the others' methods (`GET /admin/api/keys` hiding `POST`).
+    """
+    by_path: dict[str, list[Route]] = {}
+    for route in routes:
+        if type(route) is Route:
+            by_path.setdefault(route.path, []).append(route)
+    merged: list[BaseRoute] = []
+    for route in routes:
+        if type(route) is not Route or len(by_path[route.path]) == 1:
+            merged.append(route)
+        elif by_path[route.path][0] is route:
+            endpoints = {m: r.endpoint for r in by_path[route.path] for m in r.methods or ()}
+            merged.append(Route(route.path, _by_method(endpoints), methods=list(endpoints)))
+    return merged
+
+
+def _by_method(endpoints: dict[str, Callable[[Request], Awaitable[Response]]]) -> Callable[..., Any]:
+    async def endpoint(request: Request) -> Response:
+        return await endpoints[request.method](request)
+
+    return endpoint
 
 
 def create_app(settings: Settings, config: GatewayConfig) -> ASGIApp:
@@ -126,6 +161,7 @@ def create_app(settings: Settings, config: GatewayConfig) -> ASGIApp:
         *dashboard_routes(),
         *docs_routes(),
     ]
+    routes = _one_route_per_path(routes)
     app = FastAPI(
         title=TITLE,
         routes=routes,
@@ -142,4 +178,9 @@ def create_app(settings: Settings, config: GatewayConfig) -> ASGIApp:
     origins = split_list(settings.cors_origins)
     if origins:  # no CORS headers at all unless origins are configured
         inner = CORSMiddleware(inner, allow_origins=list(origins), allow_methods=["*"], allow_headers=["*"])
-    return RequestIdMiddleware(BrowserGuard(inner, settings))
+    admin_posts = [
+        r
+        for r in routes
+        if isinstance(r, Route) and r.path.startswith("/admin/api/") and "POST" in (r.methods or ())
+    ]
+    return RequestIdMiddleware(BrowserGuard(inner, settings, admin_posts))

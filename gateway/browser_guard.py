@@ -12,7 +12,8 @@ and spend. So, before any route runs:
   `GATEWAY_CORS_ORIGINS`. SDKs and curl send no Origin; browsers always do.
 - Admin API writes must be JSON (`content-type: application/json`), a type no
   cross-site form can send and no cross-site `fetch` can send without a CORS
-  preflight — which the gateway answers only for configured origins.
+  preflight — which the gateway answers only for configured origins. A POST to an
+  admin path that takes no POST is left to the router, which answers 405 with `Allow`.
 
 Refusals are OpenAI-shaped errors. The cost per request is one pass over the
 request's headers and a dict lookup (each Host value is judged once).
@@ -21,8 +22,10 @@ request's headers and a dict lookup (each Host value is judged once).
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from urllib.parse import urlsplit
 
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.errors import GatewayError, error_response
@@ -54,8 +57,9 @@ def split_list(value: str) -> tuple[str, ...]:
 
 
 class BrowserGuard:
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+    def __init__(self, app: ASGIApp, settings: Settings, admin_posts: Sequence[BaseRoute] = ()) -> None:
         self.app = app
+        self._admin_posts = tuple(admin_posts)  # the admin routes that take a POST (all, if none given)
         self._allowed_hosts = frozenset(split_list(settings.allowed_hosts))
         self._loopback_ok = not settings.auth_enabled
         self._check_host = not settings.auth_enabled or bool(self._allowed_hosts)
@@ -87,11 +91,21 @@ class BrowserGuard:
                 code="origin_not_allowed",
             )
         is_json = content_type.split(";", 1)[0].strip() == "application/json"
-        if scope["path"].startswith("/admin/api/") and scope["method"] == "POST" and not is_json:
+        if (
+            scope["path"].startswith("/admin/api/")
+            and scope["method"] == "POST"
+            and not is_json
+            and self._takes_post(scope)
+        ):
             return GatewayError(
                 415, "admin API requests must be sent as content-type: application/json", code="not_json"
             )
         return None
+
+    def _takes_post(self, scope: Scope) -> bool:
+        if not self._admin_posts:
+            return True
+        return any(route.matches(scope)[0] == Match.FULL for route in self._admin_posts)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

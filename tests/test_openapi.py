@@ -40,7 +40,7 @@ def _served(server: Any) -> set[tuple[str, str]]:
 
 
 def test_every_served_route_is_described_and_nothing_else(gw):
-    response = httpx.get(f"{gw.url}/openapi.json", timeout=10)
+    response = httpx.get(f"{gw.url}/openapi.json", timeout=30)
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json"
     doc = response.json()
@@ -54,7 +54,7 @@ def test_every_served_route_is_described_and_nothing_else(gw):
 
 
 def test_security_schemes_name_the_keys_each_operation_takes(gw):
-    doc = httpx.get(f"{gw.url}/openapi.json", timeout=10).json()
+    doc = httpx.get(f"{gw.url}/openapi.json", timeout=30).json()
     schemes = doc["components"]["securitySchemes"]
     assert schemes["VirtualKey"] == {
         "type": "http",
@@ -82,7 +82,7 @@ def test_security_schemes_name_the_keys_each_operation_takes(gw):
 
 
 def test_bodies_and_errors_are_described(gw):
-    doc = httpx.get(f"{gw.url}/openapi.json", timeout=10).json()
+    doc = httpx.get(f"{gw.url}/openapi.json", timeout=30).json()
     schemas = doc["components"]["schemas"]
     chat = doc["paths"]["/v1/chat/completions"]["post"]
     ref = chat["requestBody"]["content"]["application/json"]["schema"]["$ref"]
@@ -105,7 +105,7 @@ def test_bodies_and_errors_are_described(gw):
 
 def test_docs_page_and_its_assets_come_from_the_gateway(gw):
     """No key needed (the description is public); the page keeps the strict CSP and loads only local files."""
-    page = httpx.get(f"{gw.url}/docs", timeout=10)
+    page = httpx.get(f"{gw.url}/docs", timeout=30)
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")
     csp = page.headers["content-security-policy"]
@@ -116,12 +116,12 @@ def test_docs_page_and_its_assets_come_from_the_gateway(gw):
     for ref in refs:
         if ref == "/openapi.json":
             continue
-        asset = httpx.get(gw.url + ref, timeout=10)
+        asset = httpx.get(gw.url + ref, timeout=30)
         assert asset.status_code == 200, ref
         assert kinds[ref.rsplit(".", 1)[1]] in asset.headers["content-type"], ref
-    script = httpx.get(f"{gw.url}/docs/docs.js", timeout=10).text
+    script = httpx.get(f"{gw.url}/docs/docs.js", timeout=30).text
     assert 'url: "/openapi.json"' in script and "http" not in script
-    bundle = httpx.get(f"{gw.url}/docs/assets/swagger-ui-bundle.js", timeout=10)
+    bundle = httpx.get(f"{gw.url}/docs/assets/swagger-ui-bundle.js", timeout=30)
     assert bundle.status_code == 200 and "SwaggerUIBundle" in bundle.text
 
 
@@ -129,7 +129,7 @@ def test_browser_guard_still_covers_the_docs(fake, gateway):
     """On an open gateway a rebinding page (foreign Host) gets neither the page nor the description."""
     gw = gateway(config_for({"a": fake().url}))
     for path in ("/docs", "/openapi.json"):
-        refused = httpx.get(f"{gw.url}{path}", headers={"host": "evil.example"}, timeout=10)
+        refused = httpx.get(f"{gw.url}{path}", headers={"host": "evil.example"}, timeout=30)
         assert refused.status_code == 403
         assert refused.json()["error"]["code"] == "host_not_allowed"
-        assert httpx.get(f"{gw.url}{path}", timeout=10).status_code == 200
+        assert httpx.get(f"{gw.url}{path}", timeout=30).status_code == 200

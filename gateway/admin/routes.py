@@ -6,7 +6,7 @@ dashboard's aggregates live in `gateway.admin.reports`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
@@ -20,7 +20,7 @@ from gateway.errors import GatewayError
 from gateway.keys import MAX_BUDGET_USD, MAX_RATE, KeyRecord, KeySpec
 from gateway.ledger import ledger_page, spend
 from gateway.ledger.queries import BUCKETS, FILTERS, GROUPS, iso
-from gateway.request_body import read_json_object
+from gateway.request_body import WHOLE, read_json_object
 
 
 class KeyRequest(BaseModel):
@@ -30,8 +30,8 @@ class KeyRequest(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     budget_usd: float | None = Field(None, ge=0, le=MAX_BUDGET_USD, allow_inf_nan=False)
     budget_period: str | None = None
-    rpm: int | None = Field(None, ge=1, le=MAX_RATE)
-    tpm: int | None = Field(None, ge=1, le=MAX_RATE)
+    rpm: Annotated[int, Field(ge=1, le=MAX_RATE), WHOLE] | None = None
+    tpm: Annotated[int, Field(ge=1, le=MAX_RATE), WHOLE] | None = None
     models: list[str] | None = Field(None, min_length=1)
 
 

@@ -14,9 +14,11 @@ applies (Host allow-list on an open gateway).
 
 from __future__ import annotations
 
+import asyncio
 from functools import cache
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import fastapi_offline
 import orjson
@@ -56,11 +58,27 @@ def openapi_json() -> bytes:
             {"name": "Operations", "description": "Health, readiness and metrics"},
         ],
     )
+    _errors_as_json(document)
     return orjson.dumps(document)
 
 
+def _errors_as_json(document: dict[str, Any]) -> None:
+    """Error responses are JSON on every operation, also where success is text (CSV, metrics).
+
+    FastAPI gives an operation's extra responses its success media type; this moves each
+    error schema to `application/json`, which is what the client gets.
+    """
+    for item in document["paths"].values():
+        for operation in item.values():
+            for status, response in operation.get("responses", {}).items():
+                content = response.get("content")
+                if status[0] in "45" and content and "application/json" not in content:
+                    response["content"] = {"application/json": next(iter(content.values()))}
+
+
 async def openapi(request: Request) -> Response:
-    return Response(openapi_json(), media_type="application/json")
+    # Built on first use (a second of CPU), in a thread so requests in flight are not held up.
+    return Response(await asyncio.to_thread(openapi_json), media_type="application/json")
 
 
 async def docs_page(request: Request) -> Response:

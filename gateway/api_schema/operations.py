@@ -9,6 +9,7 @@ validation or dependency solving.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Security
@@ -46,8 +47,10 @@ class Window(BaseModel):
     """A time range and equality filters over the ledger (range: the last 7 days by default)."""
 
     model_config = ConfigDict(extra="forbid")
-    start: str | None = Field(None, description="ISO 8601 start (inclusive); default `end` minus 7 days")
-    end: str | None = Field(None, description="ISO 8601 end (exclusive); default now. At most 400 days")
+    start: datetime | None = Field(None, description="Start (inclusive); default `end` minus 7 days")
+    end: datetime | None = Field(
+        None, description="End (exclusive), after `start`, at most 400 days later; default now"
+    )
     key: str | None = Field(None, description="Only this key's requests (a key id)")
     model: str | None = None
     provider: str | None = None
@@ -55,8 +58,8 @@ class Window(BaseModel):
 
 class LedgerQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    start: str | None = Field(None, description="ISO 8601 start (inclusive)")
-    end: str | None = Field(None, description="ISO 8601 end (exclusive)")
+    start: datetime | None = Field(None, description="Start (inclusive)")
+    end: datetime | None = Field(None, description="End (exclusive)")
     key: str | None = Field(None, description="A key id")
     key_id: str | None = None
     model: str | None = None
@@ -127,7 +130,7 @@ def list_models() -> None:
 
 
 @v1_router.get("/generation", response_model=v1.Generation, responses=errors(400, 401, 404))
-def get_generation(id: Annotated[str, Query(description="The request id (`gen-…`)")]) -> None:
+def get_generation(id: Annotated[str, Query(min_length=1, description="The request id (`gen-…`)")]) -> None:
     """The record of a finished request: the caller's own (the admin key sees all)."""
 
 
