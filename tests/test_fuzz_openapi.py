@@ -79,6 +79,11 @@ schema = schemathesis.openapi.from_dict(
                     "include-path-regex": "^/admin/api/(spend|summary|savings|deployments|key-usage|ledger\\.csv)$",
                     "checks": {"positive_data_acceptance": {"expected-statuses": [*ACCEPTED, 400]}},
                 },
+                {  # at least one of key, group, model, all; not both key and group
+                    "include-path": "/admin/api/cache",
+                    "include-method": "DELETE",
+                    "checks": {"positive_data_acceptance": {"expected-statuses": [*ACCEPTED, 400]}},
+                },
                 {  # `cursor` must be one that a previous page returned
                     "include-path": "/admin/api/ledger",
                     "checks": {"positive_data_acceptance": {"expected-statuses": [*ACCEPTED, 400]}},

@@ -190,3 +190,18 @@ class IngestReport(Open):
     failed: int
     chunks_written: int
     documents: list[IngestedDocument]
+
+
+class CachePurged(Open):
+    purged: dict[str, str | bool] = Field(description="What was asked to go: key, group, model, all")
+    exact_entries_removed: int
+
+
+class CacheStats(Open):
+    exact: dict[str, Any] | None
+    semantic: dict[str, Any] | None
+    lookups: dict[str, int]
+    hit_rate: float | None
+    stored: dict[str, int]
+    errors: dict[str, int]
+    models: dict[str, Any]

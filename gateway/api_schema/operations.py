@@ -242,4 +242,21 @@ def ingest_documents(collection: str, body: IngestRequest) -> None:
     """Ingest documents into a collection: unchanged ones are skipped, changed ones replaced."""
 
 
+@admin_router.delete("/cache", response_model=a.CachePurged, responses=errors(*ADMIN_ERRORS, 503))
+def purge_cache(
+    key: Annotated[str | None, Query(description="One virtual key's namespace (a key id)")] = None,
+    group: Annotated[str | None, Query(description="A shared namespace; not with `key`")] = None,
+    model: Annotated[
+        str | None, Query(description="One model's entries (in every namespace, or the one named)")
+    ] = None,
+    all: Annotated[Literal["true"] | None, Query(description="Everything")] = None,
+) -> None:
+    """Purge the response cache (exact and semantic entries): say what, at least one of the four."""
+
+
+@admin_router.get("/cache/stats", response_model=a.CacheStats, responses=errors(*ADMIN_ERRORS))
+def cache_stats() -> None:
+    """The cache's stores, and the lookups this process counted."""
+
+
 ROUTERS = (v1_router, admin_router, ops_router)
