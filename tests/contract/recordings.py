@@ -19,11 +19,44 @@ from typing import Any
 
 import orjson
 
+from providers.litellm_adapter import LiteLLMAdapter
 from providers.types import JSON, Adapter, Timeouts
 from tests.contract.replay import Reply
 
 FIXTURES = Path(__file__).parent / "fixtures"
 OPENAI_COMPATIBLE = ("openai", "groq", "together", "perplexity", "vllm")
+TOOL_PROMPT = "What is the weather in Zürich, and what time is it in Tokyo?"
+JSON_PROMPT = "Report today's weather in Zürich as JSON."
+# The functions every `tools` scenario offers; the recorded answers call one or both.
+TOOLS: list[JSON] = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Current weather in a city.",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "city": {"type": "string"},
+                    "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+                },
+                "required": ["city"],
+            },
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "get_local_time",
+            "description": "Local time in a city.",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            },
+        },
+    },
+]
 TRANSPORT_KINDS = ("aiohttp", "httpx")
 API_KEY = "sk-contract-7f3a9c1e5b2d4f6a8c0e-fixture"
 API_KEY_ENV = "CONTRACT_TEST_PROVIDER_KEY"
@@ -35,6 +68,8 @@ TIMEOUTS = Timeouts(
 
 # (provider, reply) -> (adapter built as the gateway builds it, replay URL it talks to)
 AdapterFactory = Callable[[str, Reply], tuple[Adapter, str]]
+# (reply, key=API_KEY) -> (the `anthropic` preset's litellm adapter, replay URL it talks to)
+AnthropicFactory = Callable[..., tuple[LiteLLMAdapter, str]]
 
 
 @dataclass(frozen=True)
@@ -78,6 +113,22 @@ def chat_body(model: str, *, stream: bool = False) -> JSON:
     if stream:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
+    return body
+
+
+def scenario_body(rec: Recording, scenario: str) -> JSON:
+    """The request a `tools`/`json` scenario's recorded answer replies to.
+
+    The chat body with the scenario's prompt, `TOOLS` for tool scenarios, and the fields the
+    manifest's `expect.<scenario>.request` adds (`tool_choice`, `response_format`, …); a stream
+    scenario without its own `request` uses its non-stream sibling's.
+    """
+    kind = scenario.removesuffix("_stream")
+    body = chat_body(rec.model, stream=scenario.endswith("_stream"))
+    body["messages"] = [{"role": "user", "content": TOOL_PROMPT if kind == "tools" else JSON_PROMPT}]
+    if kind == "tools":
+        body["tools"] = TOOLS
+    body.update(rec.expect[scenario].get("request") or rec.expect[kind]["request"])
     return body
 
 

@@ -12,12 +12,11 @@ so fixing one turns its test red until the entry is removed.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, ClassVar
+from typing import Any
 
 import orjson
 import pytest
 
-from providers import openai_compat
 from providers.errors import (
     ContextLengthExceeded,
     ProviderError,
@@ -26,8 +25,7 @@ from providers.errors import (
     UpstreamRateLimited,
     UpstreamStreamError,
 )
-from providers.sse import SSEDecoder, SSEEvent
-from providers.types import JSON, ChunkStream, RateLimitInfo, UpstreamCall, Usage
+from providers.types import JSON, RateLimitInfo, UpstreamCall, Usage
 from tests.contract.recordings import (
     API_KEY,
     OPENAI_COMPATIBLE,
@@ -37,7 +35,16 @@ from tests.contract.recordings import (
     recording,
     sse_payloads,
 )
-from tests.contract.replay import ReplayServer, Reply, assert_aclose_hangs_up, crlf
+from tests.contract.replay import ReplayServer, Reply, assert_aclose_hangs_up
+from tests.contract.streams import (
+    WRITES,
+    assert_split_as_asked,
+    collect,
+    delta_text,
+    last_usage,
+    read_split,
+    without_annotations,
+)
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -48,14 +55,6 @@ ERRORS: dict[str, type[ProviderError]] = {
     "unauthorized": UpstreamAuthError,
 }
 ERROR_CASES = [(p, s) for p in OPENAI_COMPATIBLE for s in ERRORS if recording(p).has(s)]
-SPLIT_TRIES = 5
-WRITES = {
-    "one write": lambda reply: reply,
-    "odd pieces": lambda reply: reply.with_writes(),
-    "CRLF, split between CR and LF": lambda reply: reply.with_body(crlf(reply.body)).with_writes(
-        after_cr=True
-    ),
-}
 
 
 def known_gap(request: pytest.FixtureRequest, provider: str, check: str) -> None:
@@ -64,38 +63,11 @@ def known_gap(request: pytest.FixtureRequest, provider: str, check: str) -> None
         request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
 
 
-async def collect(stream: ChunkStream) -> list[JSON]:
-    async with asyncio.timeout(10):
-        return [chunk async for chunk in stream]
-
-
 def assert_rate_limit(info: RateLimitInfo, expected: dict[str, Any]) -> None:
     if not expected:
         assert info.is_empty(), info
     for name, value in expected.items():
         assert getattr(info, name) == pytest.approx(value), name
-
-
-def delta_text(chunks: list[JSON]) -> str:
-    return "".join(
-        choice["delta"].get("content") or ""
-        for chunk in chunks
-        for choice in chunk.get("choices") or []
-        if isinstance(choice.get("delta"), dict)
-    )
-
-
-def without_annotations(choices: list[JSON]) -> list[JSON]:
-    """Choices as the provider sent them: without the annotations the Perplexity quirk adds."""
-    return [
-        {**c, "delta": {k: v for k, v in c["delta"].items() if k != "annotations"}} if "delta" in c else c
-        for c in choices
-    ]
-
-
-def last_usage(chunks: list[JSON]) -> Usage | None:
-    usages = [Usage.from_openai(c["usage"]) for c in chunks if isinstance(c.get("usage"), dict)]
-    return usages[-1] if usages else None
 
 
 # --------------------------------------------------------------------------- chat
@@ -164,16 +136,6 @@ async def test_perplexity_citations_become_url_citation_annotations(make_adapter
 # --------------------------------------------------------------------------- stream
 
 
-class FeedLog(SSEDecoder):
-    """The real decoder, keeping what it was fed: proof the splits reached it."""
-
-    feeds: ClassVar[list[bytes]] = []
-
-    def feed(self, chunk: bytes) -> list[SSEEvent]:
-        FeedLog.feeds.append(chunk)
-        return super().feed(chunk)
-
-
 @pytest.mark.parametrize("writes", list(WRITES))
 @pytest.mark.parametrize("provider", OPENAI_COMPATIBLE)
 async def test_stream_chunks_in_order_and_complete(
@@ -187,17 +149,9 @@ async def test_stream_chunks_in_order_and_complete(
     expect = rec.expect["stream"]
     recorded = sse_payloads(rec.reply("stream").body)
     adapter, url = make_adapter(provider, WRITES[writes](rec.reply("stream")))
-    monkeypatch.setattr(FeedLog, "feeds", [])
-    monkeypatch.setattr(openai_compat, "SSEDecoder", FeedLog)
+    call = UpstreamCall(chat_body(rec.model, stream=True), TIMEOUTS)
 
-    # How reads split the body depends on scheduling (a loaded machine coalesces writes);
-    # the splits this test is about must happen at least once, so try a few times (bounded).
-    for _ in range(SPLIT_TRIES if writes != "one write" else 1):
-        FeedLog.feeds.clear()
-        stream = await adapter.chat_stream(UpstreamCall(chat_body(rec.model, stream=True), TIMEOUTS))
-        chunks = await collect(stream)
-        if any(f[-1] >= 0xC0 for f in FeedLog.feeds):
-            break
+    chunks, feeds = await read_split(lambda: adapter.chat_stream(call), writes, monkeypatch)
 
     assert len(chunks) == expect["chunks"] == len(recorded)
     assert all(c["object"] == "chat.completion.chunk" for c in chunks)
@@ -212,11 +166,7 @@ async def test_stream_chunks_in_order_and_complete(
     assert served.path == rec.base_path + "/chat/completions"
     assert served.headers["accept"] == "text/event-stream"
     assert orjson.loads(served.body) == chat_body(rec.model, stream=True)
-    if writes != "one write":
-        assert served.writes > len(recorded), "the body should have gone out in many pieces"
-        assert any(f[-1] >= 0xC0 for f in FeedLog.feeds), "no read ended inside a UTF-8 character"
-    if writes.startswith("CRLF"):
-        assert any(f.endswith(b"\r") for f in FeedLog.feeds), "no read ended between CR and LF"
+    assert_split_as_asked(writes, feeds, served.writes, len(recorded))
 
 
 @pytest.mark.parametrize("provider", OPENAI_COMPATIBLE)
