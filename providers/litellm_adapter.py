@@ -13,7 +13,9 @@ start-up whenever such a provider is configured.
 litellm's exceptions are translated in `providers.litellm_errors`, the one place for them.
 Body fields that are litellm's own parameters (`api_base`, `api_key`,
 `aws_*`, `metadata`, …) are never forwarded: a client could otherwise redirect the
-gateway's credentials to a host of its choosing.
+gateway's credentials to a host of its choosing. litellm's MCP handling (its proxy
+running `type: mcp` tools itself) is switched off: tools go to the upstream model, and
+the client runs them.
 """
 
 from __future__ import annotations
@@ -256,6 +258,10 @@ class LiteLLMAdapter:
         kwargs["api_key"] = self._api_key
         kwargs["api_base"] = self._api_base
         kwargs["timeout"] = call.timeouts.total_timeout_ms / 1000
+        # With `tools`, litellm 1.106.2 first imports its proxy's MCP handler to look for tools
+        # it would run itself; that import needs the `mcp` package, which we do not install, so
+        # every request with tools failed. The gateway relays tools; it never runs them.
+        kwargs["_skip_mcp_handler"] = True
         headers = {**self._extra_headers, **call.headers}
         if headers:
             kwargs["extra_headers"] = headers

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from types import ModuleType
 
 import pytest
 
 from gateway.config import ProviderConfig
 from gateway.runtime import build_provider
+from providers.litellm_adapter import LiteLLMAdapter
 from providers.transport import TransportPool
 from providers.types import Adapter
-from tests.contract.recordings import API_KEY, API_KEY_ENV, TRANSPORT_KINDS, AdapterFactory, recording
+from tests.contract.recordings import (
+    API_KEY,
+    API_KEY_ENV,
+    TRANSPORT_KINDS,
+    AdapterFactory,
+    AnthropicFactory,
+    recording,
+)
 from tests.contract.replay import ReplayServer, Reply
 
 
@@ -49,5 +58,29 @@ def make_adapter(
             name=provider, base_url=url + recording(provider).base_path, api_key_env=API_KEY_ENV
         )
         return build_provider(config, pool, None).adapter, url
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def litellm() -> ModuleType:
+    """Import litellm once (about 3 s); the adapter reuses the import."""
+    import litellm as module
+
+    return module
+
+
+@pytest.fixture
+def anthropic(litellm: ModuleType, replay: ReplayServer, monkeypatch: pytest.MonkeyPatch) -> AnthropicFactory:
+    """Serve `reply` to the `anthropic` preset's litellm adapter, built as `gateway.runtime` builds it."""
+    monkeypatch.setenv(API_KEY_ENV, API_KEY)
+
+    def make(reply: Reply, key: str = API_KEY) -> tuple[LiteLLMAdapter, str]:
+        monkeypatch.setenv(API_KEY_ENV, key)
+        url = replay.url_for(reply)
+        config = ProviderConfig(name="anthropic", base_url=url, api_key_env=API_KEY_ENV)
+        adapter = build_provider(config, TransportPool(), None).adapter
+        assert isinstance(adapter, LiteLLMAdapter)
+        return adapter, url
 
     return make

@@ -5,7 +5,7 @@ The adapter is built as `gateway.runtime` builds it (preset `anthropic`, kind
 posts to `{api_base}/v1/messages`. The same contract as the OpenAI-compatible
 adapters: an OpenAI-shaped result with usage, streamed chunks in order and
 complete, rate limits, typed errors that never carry the key, and `aclose()` that
-hangs up on the upstream. litellm is imported once for the module; the translation
+hangs up on the upstream. litellm is imported once per session (`conftest.py`); the translation
 of each litellm exception class is checked in `test_litellm_translation.py`.
 """
 
@@ -24,8 +24,6 @@ from types import ModuleType
 import orjson
 import pytest
 
-from gateway.config import ProviderConfig
-from gateway.runtime import build_provider
 from providers.errors import (
     ContextLengthExceeded,
     ProviderError,
@@ -38,10 +36,10 @@ from providers.errors import (
     UpstreamUnavailable,
 )
 from providers.litellm_adapter import LiteLLMAdapter
-from providers.transport import TransportPool
-from providers.types import JSON, ChunkStream, UpstreamCall, Usage
-from tests.contract.recordings import API_KEY, API_KEY_ENV, TIMEOUTS, chat_body, recording
-from tests.contract.replay import ReplayServer, Reply, assert_aclose_hangs_up, crlf
+from providers.types import JSON, UpstreamCall, Usage
+from tests.contract.recordings import API_KEY, TIMEOUTS, AnthropicFactory, chat_body, recording
+from tests.contract.replay import ReplayServer, Reply, assert_aclose_hangs_up
+from tests.contract.streams import WRITES, collect
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -49,48 +47,12 @@ REC = recording("anthropic")
 # litellm masks what looks like a known key format (`sk-…`, `AIza…`) in its messages;
 # a key of no known shape shows whether the adapter keeps keys out of errors on its own.
 UNMASKED_KEY = "contract-fixture-key-0123456789abcdef"
-Factory = Callable[..., tuple[LiteLLMAdapter, str]]
 ERRORS: dict[str, type[ProviderError]] = {
     "rate_limited": UpstreamRateLimited,
     "unauthorized": UpstreamAuthError,
     "context_length": ContextLengthExceeded,
     "overloaded": UpstreamUnavailable,
 }
-WRITES = {
-    "one write": lambda reply: reply,
-    "odd pieces": lambda reply: reply.with_writes(),
-    "CRLF, split between CR and LF": lambda reply: reply.with_body(crlf(reply.body)).with_writes(
-        after_cr=True
-    ),
-}
-
-
-@pytest.fixture(scope="module")
-def litellm() -> ModuleType:
-    """Import litellm once for this module (about 3 s); the adapter reuses the import."""
-    import litellm as module
-
-    return module
-
-
-@pytest.fixture
-def anthropic(litellm: ModuleType, replay: ReplayServer, monkeypatch: pytest.MonkeyPatch) -> Factory:
-    monkeypatch.setenv(API_KEY_ENV, API_KEY)
-
-    def make(reply: Reply, key: str = API_KEY) -> tuple[LiteLLMAdapter, str]:
-        monkeypatch.setenv(API_KEY_ENV, key)
-        url = replay.url_for(reply)
-        config = ProviderConfig(name="anthropic", base_url=url, api_key_env=API_KEY_ENV)
-        adapter = build_provider(config, TransportPool(), None).adapter
-        assert isinstance(adapter, LiteLLMAdapter)
-        return adapter, url
-
-    return make
-
-
-async def collect(stream: ChunkStream) -> list[JSON]:
-    async with asyncio.timeout(10):
-        return [chunk async for chunk in stream]
 
 
 def text_of(chunks: list[JSON]) -> str:
@@ -102,7 +64,7 @@ def text_of(chunks: list[JSON]) -> str:
 # --------------------------------------------------------------------------- chat
 
 
-async def test_chat_is_openai_shaped_with_usage(anthropic: Factory, replay: ReplayServer) -> None:
+async def test_chat_is_openai_shaped_with_usage(anthropic: AnthropicFactory, replay: ReplayServer) -> None:
     expect = REC.expect["chat"]
     adapter, url = anthropic(REC.reply("chat"))
 
@@ -132,7 +94,7 @@ async def test_chat_is_openai_shaped_with_usage(anthropic: Factory, replay: Repl
 
 
 async def test_client_body_cannot_redirect_the_call_or_its_key(
-    anthropic: Factory, replay: ReplayServer
+    anthropic: AnthropicFactory, replay: ReplayServer
 ) -> None:
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
@@ -161,7 +123,7 @@ async def test_client_body_cannot_redirect_the_call_or_its_key(
 
 @pytest.mark.parametrize("writes", list(WRITES))
 async def test_stream_chunks_in_order_and_complete(
-    anthropic: Factory, writes: str, replay: ReplayServer
+    anthropic: AnthropicFactory, writes: str, replay: ReplayServer
 ) -> None:
     expect = REC.expect["stream"]
     adapter, url = anthropic(WRITES[writes](REC.reply("stream")))
@@ -194,7 +156,7 @@ async def test_stream_chunks_in_order_and_complete(
         assert served.writes > 20, "the body should have gone out in many pieces"
 
 
-async def test_aclose_hangs_up_on_the_upstream(anthropic: Factory, replay: ReplayServer) -> None:
+async def test_aclose_hangs_up_on_the_upstream(anthropic: AnthropicFactory, replay: ReplayServer) -> None:
     slow = REC.reply("stream").with_writes(pieces=(48,), delay_s=0.1)  # seconds to send in full
     adapter, url = anthropic(slow)
     call = UpstreamCall(chat_body(REC.model, stream=True), TIMEOUTS)
@@ -217,7 +179,7 @@ def _garbage_event(body: bytes) -> bytes:
 )
 @pytest.mark.parametrize("damage", [_cut_mid_text, _garbage_event], ids=["cut mid-text", "garbage event"])
 async def test_damaged_stream_raises_protocol_error(
-    anthropic: Factory, damage: Callable[[bytes], bytes]
+    anthropic: AnthropicFactory, damage: Callable[[bytes], bytes]
 ) -> None:
     reply = REC.reply("stream")
     adapter, _ = anthropic(reply.with_body(damage(reply.body)))
@@ -232,7 +194,7 @@ async def test_damaged_stream_raises_protocol_error(
 
 @pytest.mark.parametrize("call", ["chat", "chat_stream"])
 @pytest.mark.parametrize("scenario", list(ERRORS))
-async def test_error_status_raises_typed_error(anthropic: Factory, scenario: str, call: str) -> None:
+async def test_error_status_raises_typed_error(anthropic: AnthropicFactory, scenario: str, call: str) -> None:
     adapter, _ = anthropic(REC.reply(scenario))
     upstream_call = UpstreamCall(chat_body(REC.model, stream=call == "chat_stream"), TIMEOUTS)
 
@@ -255,7 +217,9 @@ async def test_error_status_raises_typed_error(anthropic: Factory, scenario: str
     assert API_KEY not in f"{error} {error.message} {error!r}"
 
 
-async def test_auth_error_never_repeats_the_key_even_if_the_upstream_echoes_it(anthropic: Factory) -> None:
+async def test_auth_error_never_repeats_the_key_even_if_the_upstream_echoes_it(
+    anthropic: AnthropicFactory,
+) -> None:
     def echo(headers: dict[str, str]) -> bytes:
         message = f"invalid x-api-key {headers['x-api-key']}"
         return orjson.dumps({"type": "error", "error": {"type": "authentication_error", "message": message}})
@@ -270,7 +234,7 @@ async def test_auth_error_never_repeats_the_key_even_if_the_upstream_echoes_it(a
     assert UNMASKED_KEY not in f"{caught.value} {caught.value.message} {caught.value!r} {caught.value.args}"
 
 
-async def test_bad_request_that_echoes_the_key_is_scrubbed(anthropic: Factory) -> None:
+async def test_bad_request_that_echoes_the_key_is_scrubbed(anthropic: AnthropicFactory) -> None:
     def echo(headers: dict[str, str]) -> bytes:
         message = f"max_tokens: field required (request from key {headers['x-api-key']})"
         return orjson.dumps({"type": "error", "error": {"type": "invalid_request_error", "message": message}})
@@ -286,7 +250,7 @@ async def test_bad_request_that_echoes_the_key_is_scrubbed(anthropic: Factory) -
     assert UNMASKED_KEY not in f"{caught.value} {caught.value.message} {caught.value!r}"
 
 
-async def test_garbage_body_raises_protocol_error(anthropic: Factory) -> None:
+async def test_garbage_body_raises_protocol_error(anthropic: AnthropicFactory) -> None:
     adapter, _ = anthropic(
         Reply(200, (("content-type", "text/html"),), b"<html><h1>502 Bad Gateway</h1></html>")
     )
@@ -308,7 +272,7 @@ async def test_refused_connection_raises_connect_error(litellm: ModuleType) -> N
             await adapter.chat(UpstreamCall(chat_body(REC.model), TIMEOUTS))
 
 
-async def test_silent_upstream_raises_timeout(anthropic: Factory) -> None:
+async def test_silent_upstream_raises_timeout(anthropic: AnthropicFactory) -> None:
     # Headers and one byte at once, then three seconds of silence.
     adapter, _ = anthropic(REC.reply("chat").with_writes(pieces=(1, 100_000), delay_s=3.0))
     timeouts = type(TIMEOUTS)(
