@@ -9,8 +9,7 @@ paths, so nothing is downloaded at run time. Another ONNX model works the same w
 Embedding is CPU-bound, so it runs on worker threads (onnxruntime releases the GIL),
 never on the event loop. Queries and documents have a thread and an ONNX session each:
 a request's question never waits behind an ingest batch (a 256-chunk batch takes about
-a second; the documents' thread runs at a lower CPU priority), and the query session
-runs single-threaded — for one short question a second
+a second), and the query session runs single-threaded — for one short question a second
 thread saves nothing and, on a busy machine, its spinning costs the other requests.
 Query embeddings are cached (LRU): the same question asked twice costs a dictionary
 lookup.
@@ -22,8 +21,6 @@ gateway, which implements this protocol; `rag` never imports the gateway.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import re
 import threading
 from collections import OrderedDict
@@ -92,17 +89,6 @@ class QueryCache:
             self._items.popitem(last=False)
 
 
-def _lower_priority() -> None:
-    """Run the documents' thread (and the ONNX threads it starts) at a lower CPU priority.
-
-    Ingest uses every core it is given; at nice 10 it still does on an idle machine, but
-    a request's question embedding and the event loop come first when both want a core.
-    Linux sets priority per thread; elsewhere this does nothing.
-    """
-    with contextlib.suppress(AttributeError, OSError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
-
-
 class LocalEmbedder:
     """fastembed on a local ONNX file; 384-dimensional, mean-pooled, normalised by default."""
 
@@ -130,9 +116,7 @@ class LocalEmbedder:
         self._batch_size = batch_size
         self._models: dict[int | None, Any] = {}
         self._load_lock = threading.Lock()
-        self._executor = ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="rag-embed", initializer=_lower_priority
-        )
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-embed")
         self._query_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-embed-query")
         self._cache = QueryCache()
 
@@ -149,12 +133,9 @@ class LocalEmbedder:
 
         Warming up (no arguments) loads both sessions, so no request pays for it.
         """
-        if query:
-            return self._session(self._query_threads)
-        if threads is None:
+        if not query and threads is None:
             self._session(self._query_threads)
-        # Built on the documents' thread, so the ONNX worker threads inherit its lower priority.
-        return self._executor.submit(self._session, self._threads).result()
+        return self._session(self._query_threads if query else self._threads)
 
     def _session(self, threads: int | None) -> Any:
         with self._load_lock:
