@@ -128,16 +128,21 @@ class LocalEmbedder:
     def dim(self) -> int:
         return self._dim
 
-    def load(self, threads: int | None = None, query: bool = False) -> Any:
+    def load(self, query: bool = False) -> Any:
         """Load the model (blocking; about 0.2 s). Called on the worker threads, or to warm up.
 
-        Warming up (no arguments) loads both sessions, so no request pays for it.
+        Warming up (no arguments) loads the documents' session and has the query thread
+        build its own meanwhile, so start-up waits for one and no request for either.
         """
-        if not query and threads is None:
-            self._session(self._query_threads)
-        return self._session(self._query_threads if query else self._threads)
+        model = self._session(self._query_threads if query else self._threads)
+        if not query:
+            self._query_executor.submit(self._session, self._query_threads)
+        return model
 
     def _session(self, threads: int | None) -> Any:
+        loaded = self._models.get(threads)  # no lock once loaded: a build of the other one holds it
+        if loaded is not None:
+            return loaded
         with self._load_lock:
             if threads not in self._models:
                 self._models[threads] = self._build(threads)
