@@ -1,13 +1,18 @@
-"""How fast the admin queries are on a million-row ledger, in SQLite and PostgreSQL.
+"""How fast the dashboard's queries are on a ten-million-row ledger, in SQLite and PostgreSQL.
 
-Generates a ledger (default 1,000,000 rows over 30 days: 50 keys, 6 models, 12
-deployments on 5 providers), loads it the fast way for each database (executemany in
-one SQLite transaction; COPY into PostgreSQL), runs ANALYZE, then times the very
-functions behind `/admin/api/spend`, the budget status and `/admin/api/ledger`
-(best and median of `--repeat` runs). PostgreSQL gets a fresh database on the local
-server, dropped afterwards.
+Loads (once, then reuses: see `bench.ledger_data`) a ledger of `--rows` rows (default
+10,000,000 over 30 days) with its roll-ups, then times the very functions behind every
+dashboard panel — `/admin/api/summary`, `/spend` (stacked by provider and by model),
+`/savings`, `/deployments`, `/key-usage`, the recent-requests page — plus the budget
+status, over the last hour, 24 hours, 7 days, 30 days and a custom 10-day range whose
+ends are not on the hour, each without a filter, with a key and with a model filter.
+Ranges end 23 minutes into the last loaded hour, as "now" does, so every range has
+part hours read from the ledger. Best and median of `--repeat` runs, in ms.
 
-    .venv/bin/python -m bench.ledger_queries [--rows 1000000] [--skip-postgres]
+    .venv/bin/python -m bench.ledger_queries [--rows 10000000] [--skip-postgres] [--fresh]
+
+The data lives in `--data-dir` (default `bench/results/ledger-data`, git-ignored) and in
+the PostgreSQL database `gw_bench_ledger_<rows>` (`--drop-postgres` removes it after).
 """
 
 from __future__ import annotations
@@ -15,181 +20,129 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import random
-import sqlite3
 import statistics
-import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from bench.ledger_data import KEYS, MODELS, drop_postgres, postgres_ledger, sqlite_ledger
 from gateway.admin.savings import savings
-from gateway.db import make_engine, upgrade
+from gateway.db import make_engine
 from gateway.ledger import key_spend, ledger_page, spend
 from gateway.ledger.aggregates import deployment_stats, key_usage, model_tokens, totals
-from gateway.ledger.queries import time_bucket
 
-NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-DAYS = 30
-KEYS = [f"key_{i:04d}" for i in range(50)]
-PROVIDERS = ["groq", "together", "perplexity", "vllm", "openai"]
-MODELS = ["llama-8b", "llama-70b", "mixtral", "sonar", "gpt-4o-mini", "qwen-32b"]
-COLUMNS = ["request_id", "created_at", "key_id", "kind", "model", "deployment", "provider", "attempts",
-           "input_tokens", "output_tokens", "usage_estimated", "cost_usd", "latency_ms", "ttft_ms", "status",
-           "finish_reason", "streamed", "cancelled", "policy", "error", "attempt_log"]  # fmt: skip
+RESULTS = Path(__file__).parent / "results"
+Run = Callable[[], Awaitable[Any]]
 
 
-def generate(n: int, seed: int = 7) -> Iterator[tuple[Any, ...]]:
-    rnd = random.Random(seed)
-    span = DAYS * 86400
-    for i in range(n):
-        model = rnd.choice(MODELS)
-        provider = PROVIDERS[(MODELS.index(model) + rnd.randint(0, 1)) % len(PROVIDERS)]
-        tin, tout = rnd.randint(20, 4000), rnd.randint(1, 800)
-        status = 200 if rnd.random() > 0.02 else 502
-        yield (
-            f"gen-{i:012d}", NOW - timedelta(seconds=span * (i / n)), rnd.choice(KEYS), "chat", model,
-            f"{provider}/{model}", provider, 1 + (status != 200), tin, tout, False,
-            (tin * 0.5 + tout * 1.5) / 1e6, rnd.uniform(50, 3000), rnd.uniform(20, 800), status,
-            "stop" if status == 200 else "error", rnd.random() < 0.6, False, "balanced", None, None,
-        )  # fmt: skip
-
-
-def load_sqlite(path: Path, n: int) -> str:
-    url = f"sqlite+aiosqlite:///{path}"
-    upgrade(url)
-    conn = sqlite3.connect(path)
-    fmt = "%Y-%m-%d %H:%M:%S.%f"  # SQLAlchemy's storage format for DateTime in SQLite
-    rows = ((r[0], r[1].strftime(fmt), *r[2:]) for r in generate(n))
-    with conn:
-        conn.executemany(
-            f"INSERT INTO ledger ({','.join(COLUMNS)}) VALUES ({','.join('?' * len(COLUMNS))})", rows
-        )
-    conn.execute("ANALYZE")
-    conn.close()
-    return url
-
-
-async def load_postgres(n: int) -> tuple[str, Callable[[], Awaitable[None]]]:
-    import asyncpg
-
-    name = "gw_bench_" + os.urandom(4).hex()
-    admin = await asyncpg.connect(
-        host="127.0.0.1", user=os.environ.get("PGUSER", "postgres"), database="test"
-    )
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    url = f"postgresql+asyncpg://{os.environ.get('PGUSER', 'postgres')}@127.0.0.1:5432/{name}"
-    await asyncio.to_thread(upgrade, url)
-    conn = await asyncpg.connect(url.replace("+asyncpg", ""))
-    await conn.copy_records_to_table("ledger", records=generate(n), columns=COLUMNS)
-    await conn.execute("ANALYZE ledger")
-    await conn.close()
-
-    async def drop() -> None:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
-
-    return url, drop
-
-
-def queries(engine: Any) -> dict[str, Callable[[], Awaitable[Any]]]:
-    month, week, day = NOW - timedelta(days=DAYS), NOW - timedelta(days=7), NOW - timedelta(days=1)
-    end = NOW + timedelta(hours=1)
-
-    async def third_page() -> Any:
-        cursor = None
-        for _ in range(3):
-            page = await ledger_page(engine, {"model": "mixtral"}, None, None, 100, cursor)
-            cursor = page["next_cursor"]
-        return page
-
+def ranges(now: datetime) -> dict[str, tuple[datetime, datetime]]:
+    end = now - timedelta(minutes=37)  # 23 minutes into the last loaded hour
     return {
-        "spend provider/day, 30 days (all rows)": lambda: spend(engine, "provider", "day", month, end),
-        "spend deployment/day, 30 days": lambda: spend(engine, "deployment", "day", month, end),
-        "spend model/hour, 7 days": lambda: spend(engine, "model", "hour", week, end),
-        "spend key/hour, 24 hours": lambda: spend(engine, "key", "hour", day, end),
-        "budget status: one key, 30 days": lambda: key_spend(engine, KEYS[3], month),
-        "ledger page 1 (100 newest)": lambda: ledger_page(engine, {}, None, None, 100, None),
-        "ledger page, key filter": lambda: ledger_page(engine, {"key_id": KEYS[7]}, None, None, 100, None),
-        "ledger page 3 via cursor, model filter": third_page,
-        "ledger page, status=502 in 1 day": lambda: ledger_page(engine, {"status": 502}, day, end, 100, None),
-        **dashboard_queries(engine, end),
+        "1h": (end - timedelta(hours=1), end),
+        "24h": (end - timedelta(days=1), end),
+        "7d": (end - timedelta(days=7), end),
+        "30d": (end - timedelta(days=30), end),
+        "custom 10d": (now - timedelta(days=12, minutes=-17), now - timedelta(days=2, hours=2, minutes=-41)),
     }
 
 
-def dashboard_queries(engine: Any, end: datetime) -> dict[str, Callable[[], Awaitable[Any]]]:
-    """The aggregates behind the dashboard's endpoints, over a day, a week and the month."""
-    out: dict[str, Callable[[], Awaitable[Any]]] = {}
-    for label, days, bucket in (("24 hours", 1, "hour"), ("7 days", 7, "hour"), ("30 days", DAYS, "day")):
-        start = end - timedelta(days=days, hours=1)
-        slot = time_bucket(engine, bucket).label("slot")
+def panels(engine: Any, start: datetime, end: datetime, filters: dict[str, str]) -> dict[str, Run]:
+    """One dashboard refresh: what `dashboard.js` asks the API for, by the same functions."""
+    bucket = "day" if end - start > timedelta(days=2) else "hour"
+    wanted = dict(filters)
 
-        async def saved(start: datetime = start, slot: Any = slot) -> Any:
-            return savings(await model_tokens(engine, slot, start, end, {}), {})
+    async def saved() -> Any:
+        return savings(await model_tokens(engine, bucket, start, end, filters), {})
 
-        out |= {
-            f"summary totals, {label}": lambda s=start: totals(engine, s, end, {}),
-            f"summary totals, {label}, one model": lambda s=start: totals(
-                engine, s, end, {"model": MODELS[2]}
-            ),
-            f"deployments p50/p95/tok/s, {label}": lambda s=start: deployment_stats(engine, s, end, {}),
-            f"key usage + refusals, {label}": lambda s=start: key_usage(engine, s, end, {}),
-            f"savings by {bucket}, {label}": saved,
-        }
-    return out
+    return {
+        "summary": lambda: totals(engine, start, end, filters),
+        "spend by provider": lambda: spend(engine, "provider", bucket, start, end, filters),
+        "spend by model": lambda: spend(engine, "model", bucket, start, end, filters),
+        "savings": saved,
+        "deployments": lambda: deployment_stats(engine, start, end, filters),
+        "key usage": lambda: key_usage(engine, start, end, filters),
+        "recent requests": lambda: ledger_page(engine, wanted, start, end, 20, None),
+    }
 
 
-async def time_all(url: str, repeat: int) -> dict[str, dict[str, float]]:
+FILTERS = {"all": {}, "key": {"key_id": KEYS[3]}, "model": {"model": MODELS[2]}}
+
+
+async def time_one(run: Run, repeat: int) -> dict[str, float]:
+    await run()  # warm the cache and the connection
+    times, cpu = [], []
+    for _ in range(repeat):
+        started, used = time.perf_counter(), time.process_time()
+        await run()
+        times.append((time.perf_counter() - started) * 1000)
+        cpu.append((time.process_time() - used) * 1000)
+    return {
+        "best_ms": round(min(times), 2),
+        "median_ms": round(statistics.median(times), 2),
+        "median_cpu_ms": round(statistics.median(cpu), 2),  # this process; for SQLite that includes the query
+    }
+
+
+async def time_all(url: str, now: datetime, repeat: int) -> dict[str, dict[str, Any]]:
     engine = make_engine(url)
-    results = {}
+    results: dict[str, dict[str, Any]] = {}
     try:
-        for label, run in queries(engine).items():
-            await run()  # warm the cache and the connection
-            times = []
-            for _ in range(repeat):
-                started = time.perf_counter()
-                await run()
-                times.append((time.perf_counter() - started) * 1000)
-            results[label] = {"best_ms": min(times), "median_ms": statistics.median(times)}
+        for label, (start, end) in ranges(now).items():
+            for fname, wanted in FILTERS.items():
+                for panel, run in panels(engine, start, end, wanted).items():
+                    results.setdefault(f"{panel}, {fname}", {})[label] = await time_one(run, repeat)
+        month = now - timedelta(days=30)
+        results["budget status, one key"] = {
+            "30d": await time_one(lambda: key_spend(engine, KEYS[3], month), repeat)
+        }
     finally:
         await engine.dispose()
     return results
 
 
-def report(name: str, load_s: float, rows: int, results: dict[str, dict[str, float]]) -> None:
-    print(f"\n{name}: {rows:,} rows loaded in {load_s:.1f} s")
-    for label, r in results.items():
-        print(f"  {label:<42} best {r['best_ms']:8.1f} ms   median {r['median_ms']:8.1f} ms")
+def report(name: str, rows: int, load_s: float | None, results: dict[str, dict[str, Any]]) -> None:
+    loaded = "reused" if load_s is None else f"loaded in {load_s:.0f} s"
+    labels = list(ranges(datetime(2025, 1, 1)))
+    print(f"\n{name}: {rows:,} rows ({loaded}); median ms over the range")
+    print(f"  {'query, filter':<28}" + "".join(f"{label:>12}" for label in labels))
+    for query, by_range in results.items():
+        cells = [
+            f"{by_range[label]['median_ms']:12.1f}" if label in by_range else " " * 12 for label in labels
+        ]
+        print(f"  {query:<28}" + "".join(cells))
+    worst = max(r["median_ms"] for by_range in results.values() for r in by_range.values())
+    print(f"  slowest median: {worst:.1f} ms")
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--data-dir", type=Path, default=RESULTS / "ledger-data")
+    parser.add_argument("--skip-sqlite", action="store_true")
     parser.add_argument("--skip-postgres", action="store_true")
+    parser.add_argument("--fresh", action="store_true", help="load again even if a loaded copy exists")
+    parser.add_argument("--drop-postgres", action="store_true", help="drop the PostgreSQL copy afterwards")
     args = parser.parse_args()
     out: dict[str, Any] = {"rows": args.rows}
-    with tempfile.TemporaryDirectory() as tmp:
-        started = time.perf_counter()
-        url = await asyncio.to_thread(load_sqlite, Path(tmp) / "ledger.db", args.rows)
-        load_s = time.perf_counter() - started
-        out["sqlite"] = await time_all(url, args.repeat)
-        report("SQLite", load_s, args.rows, out["sqlite"])
+    if not args.skip_sqlite:
+        if args.fresh:
+            (args.data_dir / f"ledger-{args.rows}.db").unlink(missing_ok=True)
+        url, now, load_s = await asyncio.to_thread(sqlite_ledger, args.data_dir, args.rows)
+        out["sqlite"] = await time_all(url, now, args.repeat)
+        report("SQLite", args.rows, load_s, out["sqlite"])
     if not args.skip_postgres:
-        started = time.perf_counter()
-        url, drop = await load_postgres(args.rows)
-        load_s = time.perf_counter() - started
+        url, now, load_s = await postgres_ledger(args.rows, args.fresh)
         try:
-            out["postgresql"] = await time_all(url, args.repeat)
-            report("PostgreSQL", load_s, args.rows, out["postgresql"])
+            out["postgresql"] = await time_all(url, now, args.repeat)
+            report("PostgreSQL", args.rows, load_s, out["postgresql"])
         finally:
-            await drop()
-    results = Path(__file__).parent / "results"
-    results.mkdir(exist_ok=True)
-    (results / "ledger_queries.json").write_text(json.dumps(out, indent=2))
+            if args.drop_postgres:
+                await drop_postgres(args.rows)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "ledger_queries.json").write_text(json.dumps(out, indent=2))
 
 
 if __name__ == "__main__":

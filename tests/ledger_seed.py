@@ -12,6 +12,7 @@ from typing import Any
 
 from gateway.db import make_engine, upgrade
 from gateway.db.models import LedgerRow
+from gateway.db.rollup import insert_rows
 from gateway.keys import KeySpec, KeyStore
 
 T0 = datetime(2025, 3, 1, 10, 15, tzinfo=UTC)
@@ -74,6 +75,11 @@ def rows(key_a: str, key_b: str, t: datetime = T0) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
+def write(connection: Any, data: list[dict[str, Any]]) -> None:
+    """Ledger rows and their roll-ups, the way the ledger writer books them."""
+    insert_rows(connection, LedgerRow.__table__, data)
+
+
 def seed(url: str, extra: list[dict[str, Any]] | None = None, t0: datetime = T0) -> tuple[str, str]:
     """Migrate, create keys `team-a` (budget $1/day) and `team-b`, insert the rows from `t0` on; return the key ids."""
 
@@ -84,7 +90,7 @@ def seed(url: str, extra: list[dict[str, Any]] | None = None, t0: datetime = T0)
         a, _ = await store.create(KeySpec("team-a", budget_usd=1.0, budget_period="day"))
         b, _ = await store.create(KeySpec("team-b"))
         async with engine.begin() as connection:
-            await connection.execute(LedgerRow.__table__.insert(), rows(a.id, b.id, t0) + (extra or []))
+            await connection.run_sync(write, rows(a.id, b.id, t0) + (extra or []))
         await engine.dispose()
         return a.id, b.id
 
@@ -95,7 +101,7 @@ def insert(url: str, data: list[dict[str, Any]]) -> None:
     async def go() -> None:
         engine = make_engine(url)
         async with engine.begin() as connection:
-            await connection.execute(LedgerRow.__table__.insert(), data)
+            await connection.run_sync(write, data)
         await engine.dispose()
 
     asyncio.run(go())

@@ -11,9 +11,9 @@ import httpx
 import pytest
 
 from gateway.db import make_engine, upgrade
-from gateway.db.models import LedgerRow
 from gateway.keys import KeySpec, KeyStore
 from tests.harness import config_for, database_url
+from tests.ledger_seed import write
 
 ADMIN = "admin-secret"
 AUTH = {"authorization": f"Bearer {ADMIN}"}
@@ -54,7 +54,7 @@ def seed(db: str) -> str:
         ]
         data += [_row(100 + i, T0 + timedelta(days=10, seconds=i), None, "m3", "p3", 0.01) for i in range(25)]
         async with engine.begin() as connection:
-            await connection.execute(LedgerRow.__table__.insert(), data)
+            await connection.run_sync(write, data)
         await engine.dispose()
         return key.id
 

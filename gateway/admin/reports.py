@@ -26,7 +26,7 @@ from gateway.admin.savings import savings
 from gateway.db.models import LedgerRow
 from gateway.ledger import ledger_page
 from gateway.ledger.aggregates import cache_savings, deployment_stats, key_usage, model_tokens, totals
-from gateway.ledger.queries import BUCKETS, iso, time_bucket
+from gateway.ledger.queries import BUCKETS, iso
 from gateway.runtime import Runtime
 
 EXPORT_PAGE_ROWS = 1000
@@ -48,9 +48,8 @@ async def savings_report(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
     start, end = window(request)
     bucket = choice_param(request, "bucket", BUCKETS, "day")
-    slot = time_bucket(accounts.engine, bucket).label("slot")
-    rows = await model_tokens(accounts.engine, slot, start, end, filters(request))
-    hits = await cache_savings(accounts.engine, slot, start, end, filters(request))
+    rows = await model_tokens(accounts.engine, bucket, start, end, filters(request))
+    hits = await cache_savings(accounts.engine, bucket, start, end, filters(request))
     return json_response({**_range(start, end), "bucket": bucket, **savings(rows, runtime.models, hits)})
 
 

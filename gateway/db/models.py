@@ -10,8 +10,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, Column, DateTime, Float, Index, Integer, String, Table, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from gateway.db.rollup import SUMS, TTFT_COLUMNS
 
 
 class Base(DeclarativeBase):
@@ -76,6 +78,29 @@ class LedgerRow(Base):
         Index("ix_ledger_provider_created", "provider", "created_at"),
         Index("ix_ledger_deployment_created", "deployment", "created_at"),
     )
+
+
+_FLOAT_SUMS = ("cost_usd", "retrieval_ms", "latency_ms", "generating_ms", "cache_saved_usd")
+
+# Hourly and daily sums of the ledger by key, model, provider, deployment and status, kept in
+# step with it by the ledger writer; what each column means is in `gateway.db.rollup`.
+LEDGER_ROLLUP = Table(
+    "ledger_rollup",
+    Base.metadata,
+    Column("cube", Integer, primary_key=True),
+    Column("grain", Integer, primary_key=True),
+    Column("hour", Integer, primary_key=True),
+    Column("key_id", String(32), primary_key=True),
+    Column("model", String(200), primary_key=True),
+    Column("provider", String(100), primary_key=True),
+    Column("deployment", String(300), primary_key=True),
+    Column("status", Integer, primary_key=True),
+    Column("refused", Boolean, primary_key=True),
+    *(Column(name, Float if name in _FLOAT_SUMS else Integer, nullable=False, default=0) for name in SUMS),
+    *(Column(name, Integer, nullable=False, default=0) for name in TTFT_COLUMNS),
+    Index("ix_ledger_rollup_key", "cube", "grain", "key_id", "hour"),
+    sqlite_with_rowid=False,  # rows stored in key order: a range of hours is one contiguous read
+)
 
 
 class PromptLogRow(Base):

@@ -1,8 +1,9 @@
 """Aggregates over the ledger for the dashboard: totals, per-deployment health, per-key usage.
 
-Each query is bounded by a time range on `created_at`, narrowed by optional equality
-filters (key, model, provider), and aggregates in the database, so the answer is
-small however many rows the range holds.
+Each query is bounded by a time range, narrowed by optional equality filters (key,
+model, provider), and reads whole hours and days from the roll-ups and only the part
+hours at either end from the ledger (`gateway.ledger.rollups`), so its cost depends on
+the number of keys, models and deployments, not on the number of requests.
 
 Definitions used throughout:
 - *refused*: a key's limits turned the request away (402, 403 or 429 with no attempt);
@@ -10,31 +11,18 @@ Definitions used throughout:
 - *error rate*: errors / (requests - refused);
 - *RAG requests*: requests whose prompt went through retrieval (`retrieval_ms` is set).
 
-Latency percentiles are computed from a histogram built in SQL (`_ttft_bucket`: 0.1 ms
-steps under 100 ms, 1 ms under 1 s, 10 ms under 10 s, 100 ms above), so both SQLite
-and PostgreSQL answer the same, to within 1%, without sorting every row.
+Latency percentiles are read from the roll-ups' TTFT histogram (log-spaced bins, see
+`gateway.db.rollup`): within 9.05% of the exact value between 1 ms and 65.5 s, the same
+on SQLite and PostgreSQL, without sorting any row.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, and_, case, cast, func, not_, select
-from sqlalchemy.ext.asyncio import AsyncEngine
-
-from gateway.db.models import LedgerRow
-from gateway.ledger.queries import bounded
-
-REFUSED_STATUSES = (402, 403, 429)
-
-_refused = and_(LedgerRow.status.in_(REFUSED_STATUSES), LedgerRow.attempts == 0)
-_error = and_(LedgerRow.status >= 400, not_(_refused))
-
-
-def _count(condition: ColumnElement[bool]) -> ColumnElement[Any]:
-    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+from gateway.db.rollup import REFUSED_STATUSES, bin_value
+from gateway.ledger.rollups import Query, blank, collect, slot_name, total
 
 
 def error_rate(errors: int, requests: int, refused: int) -> float | None:
@@ -42,29 +30,26 @@ def error_rate(errors: int, requests: int, refused: int) -> float | None:
     return round(errors / served, 6) if served > 0 else None
 
 
-async def totals(
-    engine: AsyncEngine, start: datetime, end: datetime, filters: dict[str, str]
-) -> dict[str, Any]:
-    query = bounded(
-        select(
-            func.count(),
-            _count(_refused),
-            _count(_error),
-            func.coalesce(func.sum(LedgerRow.input_tokens), 0),
-            func.coalesce(func.sum(LedgerRow.output_tokens), 0),
-            func.coalesce(func.sum(LedgerRow.cost_usd), 0.0),
-            _count(LedgerRow.streamed.is_(True)),
-            _count(LedgerRow.cancelled.is_(True)),
-            _count(LedgerRow.retrieval_ms.is_not(None)),
-        ),
-        start,
-        end,
-        filters,
-    )
-    async with engine.connect() as connection:
-        n, refused, errors, tin, tout, cost, streamed, cancelled, rag = (
-            await connection.execute(query)
-        ).one()
+_TOTALS = Query(
+    group=(),
+    measures=[
+        total("requests"),
+        lambda s: s.total("requests", s.refused),
+        lambda s: s.total("requests", s.error),
+        total("input_tokens"),
+        total("output_tokens"),
+        total("cost_usd"),
+        total("streamed"),
+        total("cancelled"),
+        total("rag_requests"),
+    ],
+)
+
+
+async def totals(engine: Any, start: datetime, end: datetime, filters: dict[str, str]) -> dict[str, Any]:
+    found = await collect(engine, start, end, filters, _TOTALS)
+    values = found[()].values if () in found else [0] * len(_TOTALS.measures)
+    n, refused, errors, tin, tout, cost, streamed, cancelled, rag = values
     return {
         "requests": int(n),
         "refused": int(refused),
@@ -77,17 +62,6 @@ async def totals(
         "cancelled": int(cancelled),
         "rag_requests": int(rag),
     }
-
-
-def _ttft_bucket() -> ColumnElement[Any]:
-    """A TTFT histogram key in tenths of a millisecond, coarser as latency grows (1% steps)."""
-    tenths = cast(LedgerRow.ttft_ms * 10, Integer)
-    return case(
-        (LedgerRow.ttft_ms < 100, tenths),
-        (LedgerRow.ttft_ms < 1000, cast(LedgerRow.ttft_ms, Integer) * 10),
-        (LedgerRow.ttft_ms < 10000, cast(LedgerRow.ttft_ms / 10, Integer) * 100),
-        else_=cast(LedgerRow.ttft_ms / 100, Integer) * 1000,
-    )
 
 
 def percentile(histogram: list[tuple[float, int]], q: float) -> float | None:
@@ -104,8 +78,21 @@ def percentile(histogram: list[tuple[float, int]], q: float) -> float | None:
     return histogram[-1][0]
 
 
+_DEPLOYMENTS = Query(
+    group=("deployment",),
+    measures=[
+        total("requests"),
+        lambda s: s.total("requests", s.error),
+        lambda s: s.total("output_tokens", s.ok),
+        lambda s: s.total("generating_ms", s.ok),
+    ],
+    where=lambda s: s.dim("deployment") != "",
+    ttft=True,
+)
+
+
 async def deployment_stats(
-    engine: AsyncEngine, start: datetime, end: datetime, filters: dict[str, str]
+    engine: Any, start: datetime, end: datetime, filters: dict[str, str]
 ) -> dict[str, dict[str, Any]]:
     """Per deployment: requests, errors, error rate, p50/p95 TTFT and output tokens per second.
 
@@ -113,122 +100,79 @@ async def deployment_stats(
     (latency after the first token for a stream; the whole latency for an answer that came in
     one piece), summed before dividing so long answers weigh more.
     """
-    ok = LedgerRow.status < 400
-    after_first = LedgerRow.latency_ms - func.coalesce(LedgerRow.ttft_ms, 0.0)
-    generating = case((after_first > 0, after_first), else_=LedgerRow.latency_ms)
-    slot = case((and_(ok, LedgerRow.ttft_ms.is_not(None)), _ttft_bucket()), else_=None).label("slot")
-    query = bounded(  # one pass: counts and sums per (deployment, TTFT slot), added up below
-        select(
-            LedgerRow.deployment,
-            slot,
-            func.count(),
-            _count(_error),
-            func.coalesce(func.sum(case((ok, LedgerRow.output_tokens), else_=0)), 0),
-            func.coalesce(
-                func.sum(case((and_(ok, LedgerRow.output_tokens > 0), generating), else_=0.0)), 0.0
-            ),
-        ).where(LedgerRow.deployment.is_not(None)),
-        start,
-        end,
-        filters,
-    ).group_by(LedgerRow.deployment, slot)
-    async with engine.connect() as connection:
-        rows = (await connection.execute(query)).all()
-    per: dict[str, list[tuple[float, int]]] = defaultdict(list)
-    sums: dict[str, list[float]] = defaultdict(lambda: [0, 0, 0, 0.0])
-    for deployment, key, n, errors, tokens, generating_ms in rows:
-        if key is not None:
-            per[deployment].append((int(key) / 10, int(n)))
-        total = sums[deployment]
-        total[0] += int(n)
-        total[1] += int(errors)
-        total[2] += int(tokens)
-        total[3] += float(generating_ms)
     out: dict[str, dict[str, Any]] = {}
-    for deployment, (n, errors, tokens, seconds_ms) in sums.items():
-        histogram = sorted(per[deployment])
+    for (deployment,), sums in (await collect(engine, start, end, filters, _DEPLOYMENTS)).items():
+        n, errors, tokens, seconds_ms = sums.values
+        histogram = [(bin_value(k), c) for k, c in enumerate(sums.ttft) if c]
         out[deployment] = {
             "requests": int(n),
             "errors": int(errors),
             "error_rate": error_rate(int(errors), int(n), 0),
             "ttft_p50_ms": percentile(histogram, 0.5),
             "ttft_p95_ms": percentile(histogram, 0.95),
-            "tokens_per_s": round(tokens / (seconds_ms / 1000), 3) if seconds_ms else None,
+            "tokens_per_s": round(int(tokens) / (float(seconds_ms) / 1000), 3) if seconds_ms else None,
         }
     return out
 
 
+def _refused_with(status: int) -> Any:
+    return lambda s: s.total("requests", s.refused & (s.dim("status") == status))
+
+
+_KEYS = Query(
+    group=("key_id",),
+    measures=[total("requests"), total("cost_usd"), *(_refused_with(s) for s in REFUSED_STATUSES)],
+)
+
+
 async def key_usage(
-    engine: AsyncEngine, start: datetime, end: datetime, filters: dict[str, str]
+    engine: Any, start: datetime, end: datetime, filters: dict[str, str]
 ) -> dict[str | None, dict[str, Any]]:
     """Per key: requests, spend, and refusals by status (402 budget, 403 model, 429 rate)."""
-    refusals = [_count(and_(_refused, LedgerRow.status == s)) for s in REFUSED_STATUSES]
-    # Grouping by an expression, not the bare column, keeps SQLite on the time-range index: on the
-    # bare column it walks the (key_id, created_at) index and reads the table out of order
-    # (a month of a million rows: about 4x slower). PostgreSQL plans both the same.
-    key = LedgerRow.key_id.concat("").label("key")
-    query = bounded(
-        select(key, func.count(), func.coalesce(func.sum(LedgerRow.cost_usd), 0.0), *refusals),
-        start,
-        end,
-        filters,
-    ).group_by(key)
-    async with engine.connect() as connection:
-        rows = (await connection.execute(query)).all()
+    found = await collect(engine, start, end, filters, _KEYS)
     return {
-        key_id: {
+        blank(key_id): {
             "requests": int(n),
             "cost_usd": round(float(cost), 10),
             "refused": {str(s): int(c) for s, c in zip(REFUSED_STATUSES, counts, strict=True)},
         }
-        for key_id, n, cost, *counts in rows
+        for (key_id,), (n, cost, *counts) in ((k, v.values) for k, v in found.items())
     }
 
 
+def _model_tokens_query(bucket: str) -> Query:
+    return Query(
+        group=("model", "deployment"),
+        slot=bucket,
+        measures=[total("input_tokens"), total("output_tokens"), total("cost_usd")],
+        where=lambda s: s.ok & (s.dim("deployment") != ""),
+    )
+
+
 async def model_tokens(
-    engine: AsyncEngine, slot: ColumnElement[Any], start: datetime, end: datetime, filters: dict[str, str]
+    engine: Any, bucket: str, start: datetime, end: datetime, filters: dict[str, str]
 ) -> list[tuple[str, str, str | None, int, int, float]]:
     """Answered requests' tokens and cost per (time slot, model, deployment): what savings are priced on."""
-    query = (
-        bounded(
-            select(
-                slot,
-                LedgerRow.model,
-                LedgerRow.deployment,
-                func.coalesce(func.sum(LedgerRow.input_tokens), 0),
-                func.coalesce(func.sum(LedgerRow.output_tokens), 0),
-                func.coalesce(func.sum(LedgerRow.cost_usd), 0.0),
-            ).where(LedgerRow.status < 400, LedgerRow.deployment.is_not(None)),
-            start,
-            end,
-            filters,
-        )
-        .group_by(slot, LedgerRow.model, LedgerRow.deployment)
-        .order_by(slot)
-    )
-    async with engine.connect() as connection:
-        rows = (await connection.execute(query)).all()
-    return [(s, m, d, int(i), int(o), float(c)) for s, m, d, i, o, c in rows]
+    found = await collect(engine, start, end, filters, _model_tokens_query(bucket))
+    rows = [
+        (slot_name(hour), model, blank(deployment), int(i), int(o), float(c))
+        for (hour, model, deployment), (i, o, c) in ((k, v.values) for k, v in found.items())
+    ]
+    return sorted(rows, key=lambda r: r[:3])
 
 
 async def cache_savings(
-    engine: AsyncEngine, slot: ColumnElement[Any], start: datetime, end: datetime, filters: dict[str, str]
+    engine: Any, bucket: str, start: datetime, end: datetime, filters: dict[str, str]
 ) -> list[tuple[str, int, float]]:
     """Response-cache hits per time slot: (slot, hits, USD the stored answers had cost)."""
-    query = (
-        bounded(
-            select(
-                slot,
-                func.count(),
-                func.coalesce(func.sum(LedgerRow.cost_saved_usd), 0.0),
-            ).where(LedgerRow.status < 400, LedgerRow.cache.in_(("hit", "semantic-hit"))),
-            start,
-            end,
-            filters,
-        )
-        .group_by(slot)
-        .order_by(slot)
+    query = Query(group=(), slot=bucket, measures=[total("cache_hits"), total("cache_saved_usd")], where=_ok)
+    found = await collect(engine, start, end, filters, query)
+    hits = (
+        (slot_name(hour), int(n), float(saved))
+        for (hour,), (n, saved) in ((k, v.values) for k, v in found.items())
     )
-    async with engine.connect() as connection:
-        rows = (await connection.execute(query)).all()
-    return [(s, int(n), float(saved)) for s, n, saved in rows]
+    return sorted(h for h in hits if h[1])
+
+
+def _ok(source: Source) -> Any:
+    return source.ok

@@ -1,8 +1,9 @@
 """Reading the ledger: spend by group and time bucket, per-key spend, and the rows themselves.
 
-Every query is bounded by a time range on `created_at` (indexed, alone and behind each
-grouping column) and aggregates in the database. Times are UTC; SQLite stores them as
-ISO-like text, so buckets there come from `strftime`, in PostgreSQL from `date_trunc`.
+Sums come from the roll-ups for whole hours and from the ledger for the part hours at
+either end of the range (`gateway.ledger.rollups`); pages of rows come from the ledger,
+by a time range on `created_at` (indexed, alone and behind each filter column). Times
+are UTC.
 """
 
 from __future__ import annotations
@@ -11,20 +12,16 @@ import base64
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, or_, select
+from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.db.models import ApiKey, LedgerRow
+from gateway.ledger.rollups import Query, blank, collect, slot_name, total
 
-GROUPS = {
-    "provider": LedgerRow.provider,
-    "model": LedgerRow.model,
-    "deployment": LedgerRow.deployment,
-    "key": LedgerRow.key_id,
-}
-DIMENSIONS = {"key_id": LedgerRow.key_id, "model": LedgerRow.model, "provider": LedgerRow.provider}
+GROUPS = {"provider": "provider", "model": "model", "deployment": "deployment", "key": "key_id"}
+DIMENSIONS = ("key_id", "model", "provider")  # the filters every report takes
 BUCKETS = ("hour", "day")
-_SQLITE_BUCKET = {"hour": "%Y-%m-%dT%H:00:00Z", "day": "%Y-%m-%dT00:00:00Z"}
+_SPENT = ("requests", "input_tokens", "output_tokens", "cost_usd")
 
 
 def utc(value: datetime) -> datetime:
@@ -33,24 +30,6 @@ def utc(value: datetime) -> datetime:
 
 def iso(value: datetime | None) -> str | None:
     return None if value is None else utc(value).isoformat().replace("+00:00", "Z")
-
-
-def time_bucket(engine: AsyncEngine, bucket: str) -> ColumnElement[Any]:
-    if engine.dialect.name == "postgresql":
-        return func.to_char(
-            func.date_trunc(bucket, func.timezone("UTC", LedgerRow.created_at)), 'YYYY-MM-DD"T"HH24":00:00Z"'
-        )
-    return func.strftime(_SQLITE_BUCKET[bucket], LedgerRow.created_at)
-
-
-def bounded(
-    query: Select[Any], start: datetime, end: datetime, filters: dict[str, str] | None
-) -> Select[Any]:
-    """`query` limited to [start, end) and to rows equal to every filter (key_id, model, provider)."""
-    query = query.where(LedgerRow.created_at >= utc(start), LedgerRow.created_at < utc(end))
-    for name, value in (filters or {}).items():
-        query = query.where(DIMENSIONS[name] == value)
-    return query
 
 
 async def spend(
@@ -62,37 +41,26 @@ async def spend(
     filters: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     group = GROUPS[group_by]
-    slot = time_bucket(engine, bucket).label("bucket")
-    query = (
-        bounded(
-            select(
-                group.label("group"),
-                slot,
-                func.count().label("requests"),
-                func.coalesce(func.sum(LedgerRow.input_tokens), 0),
-                func.coalesce(func.sum(LedgerRow.output_tokens), 0),
-                func.coalesce(func.sum(LedgerRow.cost_usd), 0.0),
-            ),
-            start,
-            end,
-            filters,
-        )
-        .group_by(group, slot)
-        .order_by(slot, group.asc().nulls_first())
+    query = Query(group=(group,), slot=bucket, measures=[total(name) for name in _SPENT])
+    found = await collect(engine, utc(start), utc(end), filters or {}, query)
+    rows = sorted(
+        ((hour, blank(g), *sums.values) for (hour, g), sums in found.items()),
+        key=lambda r: (r[0], r[1] is not None, r[1] or ""),
     )
-    async with engine.connect() as connection:
-        rows = (await connection.execute(query)).all()
-        names = await _key_names(connection, {r[0] for r in rows if r[0]}) if group_by == "key" else {}
+    names: dict[str, str] = {}
+    if group_by == "key":
+        async with engine.connect() as connection:
+            names = await _key_names(connection, {r[1] for r in rows if r[1]})
     return [
         {
-            "group": names.get(g, g) if group_by == "key" else g,
-            "bucket": b,
+            "group": names.get(g, g) if g is not None else None,
+            "bucket": slot_name(hour),
             "requests": int(n),
             "input_tokens": int(i),
             "output_tokens": int(o),
             "cost_usd": round(float(c), 10),
         }
-        for g, b, n, i, o, c in rows
+        for hour, g, n, i, o, c in rows
     ]
 
 
@@ -103,12 +71,13 @@ async def _key_names(connection: Any, ids: set[str]) -> dict[str, str]:
     return {key_id: name for key_id, name in result.all()}
 
 
+_KEY_SPEND = Query(group=(), measures=[lambda s: s.total("cost_usd")])
+
+
 async def key_spend(engine: AsyncEngine, key_id: str, since: datetime) -> float:
-    query = select(func.coalesce(func.sum(LedgerRow.cost_usd), 0.0)).where(
-        LedgerRow.key_id == key_id, LedgerRow.created_at >= utc(since)
-    )
-    async with engine.connect() as connection:
-        return float((await connection.execute(query)).scalar_one())
+    """What a key has spent since `since` (and up to any time): its budget's use."""
+    found = await collect(engine, utc(since), None, {"key_id": key_id}, _KEY_SPEND)
+    return float(found[()].values[0]) if () in found else 0.0
 
 
 FILTERS = ("key_id", "model", "provider", "deployment", "status")

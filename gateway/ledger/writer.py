@@ -7,7 +7,9 @@ writes the orphaned journal, and duplicates are ignored by request id. A host th
 loses its page cache (power loss) can still lose the rows of the last flush
 interval. A background task writes
 the queue in batches (one multi-row INSERT per batch) every `flush_interval_s`, or
-sooner when a batch is full. If the database is unreachable the rows stay queued and
+sooner when a batch is full; the same transaction adds the batch's new rows to the
+hourly and daily roll-ups (`gateway.db.rollup`), so a batch written twice (a lost ack,
+a replayed journal or spool) is neither in the ledger twice nor counted twice. If the database is unreachable the rows stay queued and
 the task backs off and retries; past `memory_rows` the oldest rows are spilled to a
 local file (`Spool`), which is drained once the database answers again. On shutdown
 the queue is flushed; whatever cannot be written in time goes to the spool, so the
@@ -26,11 +28,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.db.models import LedgerRow
+from gateway.db.rollup import insert_rows
 from gateway.ledger.spool import Spool
 from gateway.records import RequestRecord
 
@@ -87,7 +88,6 @@ class LedgerWriter:
         flush_interval_s: float = 0.5,
     ) -> None:
         self._engine = engine
-        self._insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
         self.spool = Spool(spool_dir, spool_tag(database_url))
         self.journal = Spool(spool_dir, spool_tag(database_url))
         self._journal_failing = False
@@ -179,9 +179,8 @@ class LedgerWriter:
 
     async def _write(self, rows: list[dict[str, Any]]) -> None:
         values = [{**row, "created_at": datetime.fromtimestamp(row["created_at"], UTC)} for row in rows]
-        statement = self._insert(LedgerRow).on_conflict_do_nothing(index_elements=["request_id"])
         async with asyncio.timeout(INSERT_TIMEOUT_S), self._engine.begin() as connection:
-            await connection.execute(statement, values)
+            await connection.run_sync(insert_rows, LedgerRow.__table__, values)
         self.written += len(rows)
 
     async def aclose(self, timeout_s: float = 10.0) -> None:
