@@ -27,7 +27,7 @@ from gateway.db.models import LEDGER_ROLLUP, LedgerRow
 from gateway.db.rollup import KEY_COLUMNS, TTFT_ERROR, VALUES, insert_rows
 from gateway.keys import KeySpec, KeyStore
 from gateway.ledger import LedgerWriter, key_spend
-from gateway.ledger.aggregates import model_tokens
+from gateway.ledger.aggregates import cache_savings, model_tokens
 from gateway.ledger.writer import spool_tag
 from tests.harness import database_url
 from tests.ledger_seed import CONFIG, row
@@ -55,6 +55,7 @@ def random_rows(keys: list[str | None], n: int = 1500, seed: int = 11) -> list[d
         status = rnd.choice([200] * 8 + [400, 402, 403, 429, 500, 502])
         refused = deployment is None or (status in (402, 403, 429) and rnd.random() < 0.7)
         tout = rnd.choice([0, rnd.randint(1, 900)])
+        cache = rnd.choice([None, "miss", "hit", "semantic-hit"])
         out.append(
             row(
                 f"r-{i:05d}", when, rnd.choice(keys), None if refused else deployment,
@@ -63,6 +64,7 @@ def random_rows(keys: list[str | None], n: int = 1500, seed: int = 11) -> list[d
                 latency_ms=rnd.uniform(1, 90_000), ttft_ms=None if rnd.random() < 0.2 else math.exp(rnd.uniform(0, 11)),
                 streamed=rnd.random() < 0.5, cancelled=rnd.random() < 0.1,
                 retrieval_ms=rnd.uniform(1, 50) if rnd.random() < 0.3 else None,
+                cache=cache, cost_saved_usd=rnd.uniform(0, 0.01) if cache and cache != "miss" else None,
             )
         )  # fmt: skip
     return out
@@ -208,7 +210,7 @@ def test_reports_over_rollups_equal_a_scan_of_the_rows(db, fake, gateway, tmp_pa
             check_deployments(admin.get("/admin/api/deployments", params=where).json()["data"], rows)
 
 
-async def test_budget_spend_and_savings_tokens_over_rollups(db):
+async def test_budget_spend_savings_tokens_and_cache_hits_over_rollups(db):
     data = random_rows([0, 1, None], n=600, seed=5)
     a, _ = await asyncio.to_thread(book, db, data)
     engine = make_engine(db)
@@ -225,6 +227,14 @@ async def test_budget_spend_and_savings_tokens_over_rollups(db):
                 s[0], s[1], s[2] = s[0] + r["input_tokens"], s[1] + r["output_tokens"], s[2] + r["cost_usd"]
         assert [g[:5] for g in got] == [(*k, v[0], v[1]) for k, v in sorted(sums.items())]
         assert [g[5] for g in got] == [pytest.approx(v[2], abs=1e-9) for _, v in sorted(sums.items())]
+        hits: dict[str, list[Any]] = defaultdict(lambda: [0, 0.0])
+        for r in chosen(data, start, end, {}):
+            if r["status"] < 400 and r["cache"] in ("hit", "semantic-hit"):
+                h = hits[slot(r["created_at"], "hour")]
+                h[0], h[1] = h[0] + 1, h[1] + r["cost_saved_usd"]
+        cached = await cache_savings(engine, "hour", start, end, {})
+        assert [c[:2] for c in cached] == [(k, v[0]) for k, v in sorted(hits.items())]
+        assert [c[2] for c in cached] == [pytest.approx(v[1], abs=1e-9) for _, v in sorted(hits.items())]
     finally:
         await engine.dispose()
 

@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from gateway.db.rollup import REFUSED_STATUSES, bin_value
-from gateway.ledger.rollups import Query, blank, collect, slot_name, total
+from gateway.ledger.rollups import Query, Source, blank, collect, slot_name, total
 
 
 def error_rate(errors: int, requests: int, refused: int) -> float | None:
