@@ -9,7 +9,6 @@ stays clean. Screenshots go to the test's tmp directory.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,14 +17,12 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from tests.harness import database_url, service_missing, wait_for
+from tests.browser import start_chrome
+from tests.harness import database_url, wait_for
 from tests.ledger_seed import CONFIG, insert, row, seed
 
 ADMIN = "admin-secret-for-the-browser"
 ZONE = "America/New_York"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage", "--lang=en-US", "--window-size=1280,1000"]  # fmt: skip
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -37,18 +34,7 @@ def db(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
 
 @pytest.fixture
 def chrome(tmp_path: Any) -> Iterator[Any]:
-    if not (shutil.which("chromium") and shutil.which("chromedriver")):
-        service_missing("chromium and chromedriver (make browser)")
-    from selenium import webdriver
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium") or "chromium"
-    for flag in [*FLAGS, f"--user-data-dir={tmp_path / 'chrome-profile'}"]:
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    service = webdriver.ChromeService(executable_path=shutil.which("chromedriver"))
-    driver = webdriver.Chrome(options=options, service=service)
-    driver.set_page_load_timeout(30)
+    driver = start_chrome(tmp_path / "chrome-profile")
     driver.execute_cdp_cmd("Emulation.setTimezoneOverride", {"timezoneId": ZONE})
     try:
         yield driver

@@ -6,29 +6,18 @@ or style Swagger UI would need, an asset from another host) shows as a console e
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.harness import config_for, service_missing, wait_for
-from tests.test_dashboard_browser import FLAGS
+from tests.browser import start_chrome
+from tests.harness import config_for, wait_for
 
 
 @pytest.fixture
 def chrome(tmp_path: Any) -> Iterator[Any]:
-    if not (shutil.which("chromium") and shutil.which("chromedriver")):
-        service_missing("chromium and chromedriver (make browser)")
-    from selenium import webdriver
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium") or "chromium"
-    for flag in [*FLAGS, f"--user-data-dir={tmp_path / 'chrome-profile'}"]:
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(shutil.which("chromedriver")))
-    driver.set_page_load_timeout(30)
+    driver = start_chrome(tmp_path / "chrome-profile")
     try:
         yield driver
     finally:
