@@ -1,160 +1,90 @@
-"""Routing benchmark: a replayable simulated market of five providers.
+"""Routing benchmark: policies on a simulated market, measured against a hindsight oracle.
 
-The question: over an hour of a market where providers' latency drifts and they
-suffer outages, hangs and 429s, which routing policy gives the best success rate,
-cost and tail time to first token?
+The question: over a market where providers' latency drifts, load slows them down,
+capacity runs out (queueing or 429), and outages, hangs and rate limits come and go,
+how close does each routing policy get to the cheapest possible routing that still
+meets the latency objective, and at what success rate and tail latency?
 
-Everything runs in-process on a simulated clock, so an hour of traffic replays in
-seconds and the same seed gives the same market. The routing is the real thing:
-`Router`, `LocalStore`, the policies, breakers and rolling stats from
-`router_policies`, fed the simulated clock. Only the upstreams are a model: each
-attempt draws its outcome from the provider's state at that simulated instant.
+The market (`bench.market_sim`) runs on a simulated clock, so an hour of traffic
+replays in seconds and a seed replays the same market. The routing is the real thing:
+`Router`, `LocalStore`, the policies, breakers, rolling stats, targets and
+stickiness from `router_policies`, fed the simulated clock and the billed usage.
+Requests are played in arrival order; each attempt sees the load booked by the
+answers before it. A request may make up to `--max-attempts` attempts within a 10 s
+deadline; hedging starts the next deployment after the first one's p90 time to
+first token and keeps the first answer (both are billed).
 
-A request may make up to `--max-attempts` attempts within a 10 s deadline; a hang
-costs the 4 s first-byte timeout, a 503 or 429 a fast failure (a 429 carries a
-Retry-After of 15 s). Hedging starts the next deployment after the first one's
-p90 time to first token and keeps the first answer.
+Each request comes from one of `--tenants` keys with its own shared system prompt;
+providers cache it for five minutes (see market_sim). The SLO is a time to first
+token of at most `SLO_S`. The hindsight oracle, for each request, knowing the whole
+market (episodes, drift, the request's own latency noise, its own load and caches),
+picks the cheapest deployment that would have answered within the SLO (else the
+cheapest that would have answered at all).
 
-Prompt caching: each request comes from one of `--tenants` keys, each with its own
-shared system prompt of `SYSTEM_TOKENS` tokens before a `USER_TOKENS` question. A
-provider that served a tenant's prompt within `CACHE_TTL_S` bills those system-prompt
-tokens at `CACHED_SHARE` of its input price (as providers' prompt caches do); the
-router learns each deployment's cache-hit rate from the billed usage and, in the
-variants with stickiness, sends a tenant's prompt back to the deployment that served
-it last. Cost is what the providers would bill, cached tokens included.
+Reported per policy, mean and spread over `--seeds`: success rate, SLO attainment,
+cost per 1k successful requests and its ratio to the oracle's, prompt-cache hit
+rate, p95/p99 time to first token. Table on stdout, JSON and a PNG (cost ratio
+against SLO attainment) in bench/results/.
 
-    .venv/bin/python -m bench.routing_market [--requests 20000] [--seed 7] [--tenants 20]
+    .venv/bin/python -m bench.routing_market [--requests 6000] [--seeds 7,8,9] [--tenants 300]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import random
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from providers.errors import ProviderError, UpstreamRateLimited, UpstreamTimeout, UpstreamUnavailable
+from bench.market_sim import (
+    BY_NAME,
+    CACHED_SHARE,
+    COMPLETION_TOKENS,
+    PROMPT_TOKENS,
+    PROVIDERS,
+    SYSTEM_TOKENS,
+    Market,
+    PromptCaches,
+)
 from providers.types import Usage
 from router_policies.breaker import BreakerSettings
 from router_policies.deployment import Deployment, ModelGroup
+from router_policies.prefs import NO_PREFS, Cutoffs, ProviderPrefs
 from router_policies.router import ModelRouting, Router
 from router_policies.runner import HedgeSettings
 from router_policies.store import LocalStore
 
-SYSTEM_TOKENS, USER_TOKENS, COMPLETION_TOKENS = 3000, 300, 200
-PROMPT_TOKENS = SYSTEM_TOKENS + USER_TOKENS
-CACHED_SHARE = 0.25  # cached prompt tokens cost this fraction of the input price
-CACHE_TTL_S = 300.0
-FIRST_BYTE_TIMEOUT_S = 4.0
 DEADLINE_S = 10.0
-RETRY_AFTER_S = 15.0
-
-
-@dataclass(frozen=True)
-class ProviderModel:
-    name: str
-    price: float  # USD per Mtok, prompt and completion alike
-    ttft_s: float  # median time to first token when healthy
-    outages_per_hour: float  # 503 episodes
-    hangs_per_hour: float  # first-byte timeouts
-    limits_per_hour: float  # 429 episodes
-    episode_s: float  # mean episode length
-
-
-PROVIDERS = (
-    ProviderModel("budget", 0.10, 0.90, 10, 8, 12, 120),
-    ProviderModel("value", 0.15, 0.45, 6, 6, 8, 90),
-    ProviderModel("standard", 0.25, 0.30, 4, 3, 5, 60),
-    ProviderModel("premium", 0.60, 0.18, 2, 1, 2, 45),
-    ProviderModel("flagship", 0.90, 0.15, 1, 0.5, 1, 45),
-)
-
-
-class Market:
-    """Each provider's drift and failure episodes over the run, drawn up front from the seed."""
-
-    def __init__(self, seed: int, duration_s: float) -> None:
-        rng = random.Random(seed)
-        self.episodes: dict[str, list[tuple[float, float, str]]] = {}
-        self.drift: dict[str, list[float]] = {}
-        for p in PROVIDERS:
-            episodes = []
-            for kind, per_hour in (
-                ("503", p.outages_per_hour),
-                ("hang", p.hangs_per_hour),
-                ("429", p.limits_per_hour),
-            ):
-                t = 0.0
-                while True:
-                    t += rng.expovariate(per_hour / 3600)
-                    if t > duration_s:
-                        break
-                    episodes.append((t, t + rng.expovariate(1 / p.episode_s), kind))
-            self.episodes[p.name] = sorted(episodes)
-            walk, level = [], 0.0
-            for _ in range(int(duration_s // 10) + 2):  # log-latency random walk, one step per 10 s
-                level = max(-0.7, min(1.2, level + rng.gauss(0, 0.12)))
-                walk.append(math.exp(level))
-            self.drift[p.name] = walk
-        self.rng = random.Random(seed + 1)
-
-    def attempt(self, p: ProviderModel, t: float) -> tuple[float, ProviderError | None]:
-        """(seconds until first token or failure, the failure)."""
-        for start, end, kind in self.episodes[p.name]:
-            if start > t:
-                break
-            if t < end:
-                if kind == "hang":
-                    return FIRST_BYTE_TIMEOUT_S, UpstreamTimeout("hang", provider=p.name, phase="first_byte")
-                if kind == "429":
-                    return 0.05, UpstreamRateLimited(
-                        "429", provider=p.name, status=429, retry_after_s=RETRY_AFTER_S
-                    )
-                return 0.1, UpstreamUnavailable("503", provider=p.name, status=503)
-        ttft = p.ttft_s * self.drift[p.name][int(t // 10)] * self.rng.lognormvariate(0, 0.35)
-        if ttft > FIRST_BYTE_TIMEOUT_S:
-            return FIRST_BYTE_TIMEOUT_S, UpstreamTimeout("slow", provider=p.name, phase="first_byte")
-        return ttft, None
+SLO_S = 2.0  # time to first token
+TARGET = ProviderPrefs(preferred_max_latency=Cutoffs(p90=1.5))  # what the targeted variants ask
+RESULTS = Path("bench/results")
 
 
 @dataclass
 class Variant:
     label: str
     policy: str
-    breaker: bool
+    breaker: bool = True
     hedge: bool = False
     sticky: bool = False
+    target: bool = False
 
 
 VARIANTS = (
-    Variant("uniform random (LiteLLM default), no breaker", "random", False),
-    Variant("inverse-square price (OpenRouter), no breaker", "inverse_price_squared", False),
-    Variant("uniform random + our breaker", "random", True),
-    Variant("inverse-square price + our breaker", "inverse_price_squared", True),
-    Variant("balanced + our breaker", "balanced", True),
-    Variant("effective_price (our default), no stickiness", "effective_price", True),
-    Variant("effective_price + stickiness", "effective_price", True, sticky=True),
-    Variant("effective_price + stickiness + hedging", "effective_price", True, hedge=True, sticky=True),
+    Variant("random, no breaker", "random", breaker=False),
+    Variant("inverse-square price, no breaker", "inverse_price_squared", breaker=False),
+    Variant("random", "random"),
+    Variant("inverse-square price", "inverse_price_squared"),
+    Variant("balanced", "balanced"),
+    Variant("effective_price (default)", "effective_price"),
+    Variant("effective_price + stickiness", "effective_price", sticky=True),
+    Variant("effective_price + target", "effective_price", target=True),
+    Variant("effective_price + target + stickiness", "effective_price", sticky=True, target=True),
+    Variant("effective_price + target + sticky + hedge", "effective_price", True, True, True, True),
 )
-
-
-class PromptCaches:
-    """Which provider holds which tenant's system prompt in its cache, and until when."""
-
-    def __init__(self) -> None:
-        self._until: dict[tuple[str, int], float] = {}
-        self.served = self.hits = 0
-
-    def serve(self, provider: str, tenant: int, at: float) -> int:
-        """Cached prompt tokens of this answer; the provider's cache then holds the prompt."""
-        hit = self._until.get((provider, tenant), -1.0) >= at
-        self._until[(provider, tenant)] = at + CACHE_TTL_S
-        self.served += 1
-        self.hits += hit
-        return SYSTEM_TOKENS if hit else 0
 
 
 class _Clock:
@@ -172,6 +102,7 @@ class _Request:
     market: Market
     caches: PromptCaches
     clock: _Clock
+    index: int
     tenant: int
     prefix_key: str | None
 
@@ -180,18 +111,21 @@ def _run_attempt(req: _Request, d: Deployment, at: float) -> tuple[float, bool, 
     """(seconds taken, success, USD billed) of one attempt."""
     req.clock.now = at
     req.router.started(d)
-    took, error = req.market.attempt(BY_NAME[d.provider], at)
+    p = BY_NAME[d.provider]
+    took, error = req.market.probe(p, at, req.index)
     req.clock.now = at + took
-    if error is None:
-        cached = req.caches.serve(d.provider, req.tenant, at)
-        usage = Usage(PROMPT_TOKENS, COMPLETION_TOKENS, cached_tokens=cached)
-        req.router.succeeded(d)
-        req.router.finished(d, took * 1000, COMPLETION_TOKENS / 2.0, None, usage)
-        if req.prefix_key is not None:
-            req.router.store.remember_prefix(req.prefix_key, d.id)
-        return took, True, d.cost_of(usage)
-    req.router.failed(d, error)
-    return took, False, 0.0
+    if error is not None:
+        req.router.failed(d, error)
+        return took, False, 0.0
+    req.market.occupy(p, at, took)
+    usage = Usage(
+        PROMPT_TOKENS, COMPLETION_TOKENS, cached_tokens=req.caches.serve(d.provider, req.tenant, at)
+    )
+    req.router.succeeded(d)
+    req.router.finished(d, took * 1000, p.tokens_per_s, None, usage)
+    if req.prefix_key is not None:
+        req.router.store.remember_prefix(req.prefix_key, d.id)
+    return took, True, d.cost_of(usage)
 
 
 def _serve(
@@ -221,10 +155,7 @@ def _serve(
     return None, billed
 
 
-BY_NAME = {p.name: p for p in PROVIDERS}
-
-
-def _deployments() -> tuple[Deployment, ...]:
+def deployments() -> tuple[Deployment, ...]:
     return tuple(
         Deployment(
             p.name,
@@ -238,75 +169,154 @@ def _deployments() -> tuple[Deployment, ...]:
     )
 
 
+def workload(seed: int, requests: int, rate_per_s: float, tenants: int) -> list[tuple[float, int]]:
+    """(arrival time, tenant) of every request: the same for every policy and the oracle."""
+    arrivals, who = random.Random(seed + 2), random.Random(seed + 3)
+    t, out = 0.0, []
+    for _ in range(requests):
+        t += arrivals.expovariate(rate_per_s)
+        out.append((t, who.randrange(tenants)))
+    return out
+
+
+def _summary(label: str, n: int, ttfts: list[float], cost: float, caches: PromptCaches) -> dict[str, Any]:
+    ttfts.sort()
+    ok = len(ttfts)
+    pick = (lambda q: ttfts[min(ok - 1, int(ok * q))]) if ok else (lambda q: float("nan"))
+    return {
+        "variant": label,
+        "success_rate": ok / n,
+        "slo_attainment": sum(1 for x in ttfts if x <= SLO_S) / n,
+        "cost_per_1k_ok_usd": cost / max(ok, 1) * 1000,
+        "prompt_cache_hit_rate": caches.hits / max(caches.served, 1),
+        "ttft_p50_s": pick(0.5),
+        "ttft_p95_s": pick(0.95),
+        "ttft_p99_s": pick(0.99),
+    }
+
+
 def run_variant(
-    variant: Variant, seed: int, requests: int, rate_per_s: float, max_attempts: int, tenants: int = 1000
+    variant: Variant, seed: int, load: list[tuple[float, int]], max_attempts: int = 3
 ) -> dict[str, Any]:
     clock = _Clock()
     breaker = BreakerSettings(3, 10.0, 120.0) if variant.breaker else BreakerSettings(10**9, 0.001, 0.001)
     store = LocalStore(breaker_settings=breaker, clock=clock)
     hedge = HedgeSettings(enabled=variant.hedge, default_delay_ms=1000, min_delay_ms=50)
     router = Router(store, {"m": ModelRouting(policy=variant.policy, hedge=hedge)}, seed=seed)
-    deployments = _deployments()
-    group = ModelGroup("m", deployments)
-    market, caches = Market(seed, requests / rate_per_s + 60), PromptCaches()
-    arrivals, who = random.Random(seed + 2), random.Random(seed + 3)
-    t, ttfts, cost, ok = 0.0, [], 0.0, 0
-    for _ in range(requests):
-        t += arrivals.expovariate(rate_per_s)
+    group = ModelGroup("m", deployments())
+    market, caches = Market(seed, load[-1][0] + 60), PromptCaches()
+    prefs = TARGET if variant.target else NO_PREFS
+    ttfts: list[float] = []
+    cost = 0.0
+    for index, (t, tenant) in enumerate(load):
         clock.now = t
-        tenant = who.randrange(tenants)
         key = f"tenant-{tenant}" if variant.sticky else None
-        plan = router.plan([group], {}, prefix_key=key).deployments[:max_attempts]
+        plan = router.plan([group], {}, prefs, prefix_key=key).deployments[:max_attempts]
         if not variant.breaker:  # stateless baselines: the breaker never opens, Retry-After is ignored
-            for d in deployments:
+            for d in group.deployments:
                 store.state(d.id).breaker.open_until = 0.0
-        req = _Request(router, market, caches, clock, tenant, key)
-        ttft, billed = _serve(req, plan, t, hedge)
+        ttft, billed = _serve(_Request(router, market, caches, clock, index, tenant, key), plan, t, hedge)
         cost += billed
         if ttft is not None:
-            ok += 1
             ttfts.append(ttft)
-    ttfts.sort()
-    return {
-        "variant": variant.label,
-        "success_rate": ok / requests,
-        "cost_per_1k_ok_usd": cost / max(ok, 1) * 1000,
-        "prompt_cache_hit_rate": caches.hits / max(caches.served, 1),
-        "ttft_p50_s": ttfts[len(ttfts) // 2],
-        "ttft_p95_s": ttfts[int(len(ttfts) * 0.95)],
-        "ttft_p99_s": ttfts[int(len(ttfts) * 0.99)],
-    }
+    return _summary(variant.label, len(load), ttfts, cost, caches)
+
+
+def run_oracle(seed: int, load: list[tuple[float, int]]) -> dict[str, Any]:
+    """Per request, the cheapest deployment that would have met the SLO, knowing the whole market."""
+    market, caches = Market(seed, load[-1][0] + 60), PromptCaches()
+    ttfts: list[float] = []
+    cost = 0.0
+    for index, (t, tenant) in enumerate(load):
+
+        def request_cost(d: Deployment, tenant: int = tenant, t: float = t) -> float:
+            cached = SYSTEM_TOKENS if caches.warm(d.provider, tenant, t) else 0
+            return d.cost_usd(PROMPT_TOKENS, COMPLETION_TOKENS, cached)
+
+        outcomes = []
+        for d in sorted(deployments(), key=request_cost):
+            took, error = market.probe(BY_NAME[d.provider], t, index)
+            if error is None:
+                outcomes.append((took > SLO_S, d, took))
+        if not outcomes:
+            continue
+        _, d, took = min(outcomes, key=lambda o: o[0])  # the cheapest within the SLO, else the cheapest
+        market.occupy(BY_NAME[d.provider], t, took)
+        cost += d.cost_usd(PROMPT_TOKENS, COMPLETION_TOKENS, caches.serve(d.provider, tenant, t))
+        ttfts.append(took)
+    return _summary("hindsight oracle", len(load), ttfts, cost, caches)
+
+
+METRICS = (
+    "success_rate",
+    "slo_attainment",
+    "cost_per_1k_ok_usd",
+    "cost_ratio",
+    "prompt_cache_hit_rate",
+    "ttft_p95_s",
+    "ttft_p99_s",
+)
+
+
+def aggregate(per_seed: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Mean and standard deviation of every metric over the seeds, per variant."""
+    rows = []
+    for same in zip(*per_seed, strict=True):
+        row: dict[str, Any] = {"variant": same[0]["variant"]}
+        for metric in METRICS:
+            values = [r[metric] for r in same]
+            row[metric] = statistics.fmean(values)
+            row[f"{metric}_sd"] = statistics.pstdev(values) if len(values) > 1 else 0.0
+        rows.append(row)
+    return rows
+
+
+def _print(rows: list[dict[str, Any]]) -> None:
+    head = f"{'policy':<44} {'success':>15} {'SLO met':>15} {'$/1k ok':>8} {'÷ oracle':>13} {'cache':>6} {'p95 s':>6} {'p99 s':>6}"
+    print(head)
+    for r in rows:
+        print(
+            f"{r['variant']:<44} {r['success_rate']:>8.2%} ±{r['success_rate_sd']:>5.2%} "
+            f"{r['slo_attainment']:>8.2%} ±{r['slo_attainment_sd']:>5.2%} {r['cost_per_1k_ok_usd']:>8.4f} "
+            f"{r['cost_ratio']:>6.2f} ±{r['cost_ratio_sd']:>5.2f} {r['prompt_cache_hit_rate']:>6.1%} "
+            f"{r['ttft_p95_s']:>6.2f} {r['ttft_p99_s']:>6.2f}"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--requests", type=int, default=20_000)
+    parser.add_argument("--requests", type=int, default=6000, help="per seed")
     parser.add_argument("--rate", type=float, default=5.0, help="arrivals per simulated second")
-    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--seeds", default="7,8,9")
     parser.add_argument("--max-attempts", type=int, default=3)
-    parser.add_argument("--tenants", type=int, default=1000, help="keys, each with its own system prompt")
+    parser.add_argument("--tenants", type=int, default=300, help="keys, each with its own system prompt")
+    parser.add_argument("--no-plot", action="store_true")
     args = parser.parse_args()
-    rows = [
-        run_variant(v, args.seed, args.requests, args.rate, args.max_attempts, args.tenants) for v in VARIANTS
-    ]
+    seeds = [int(s) for s in args.seeds.split(",")]
+    per_seed = []
+    for seed in seeds:
+        load = workload(seed, args.requests, args.rate, args.tenants)
+        oracle = run_oracle(seed, load)
+        rows = [oracle, *(run_variant(v, seed, load, args.max_attempts) for v in VARIANTS)]
+        for r in rows:
+            r["cost_ratio"] = r["cost_per_1k_ok_usd"] / oracle["cost_per_1k_ok_usd"]
+        per_seed.append(rows)
+    rows = aggregate(per_seed)
     print(
-        f"{args.requests} requests, {args.rate}/s simulated, seed {args.seed}, ≤{args.max_attempts} attempts, "
-        f"{DEADLINE_S:g} s deadline, {args.tenants} tenants sharing {SYSTEM_TOKENS}-token system prompts"
+        f"{args.requests} requests per seed, seeds {seeds}, {args.rate}/s simulated, ≤{args.max_attempts} attempts "
+        f"in {DEADLINE_S:g} s, SLO: first token ≤ {SLO_S:g} s, {args.tenants} tenants with "
+        f"{SYSTEM_TOKENS}-token system prompts; mean ± standard deviation over the seeds"
     )
-    print(
-        f"{'variant':<48} {'success':>8} {'$/1k ok':>8} {'cache hit':>9} {'p50 s':>7} {'p95 s':>7} {'p99 s':>7}"
-    )
-    for r in rows:
-        print(
-            f"{r['variant']:<48} {r['success_rate']:>8.2%} {r['cost_per_1k_ok_usd']:>8.4f} "
-            f"{r['prompt_cache_hit_rate']:>9.1%} "
-            f"{r['ttft_p50_s']:>7.3f} {r['ttft_p95_s']:>7.3f} {r['ttft_p99_s']:>7.3f}"
-        )
-    out = Path("bench/results")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "routing_market.json").write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))
+    _print(rows)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = {"args": vars(args), "slo_s": SLO_S, "rows": rows, "per_seed": per_seed}
+    (RESULTS / "routing_market.json").write_text(json.dumps(out, indent=2))
+    if not args.no_plot:
+        from bench.market_plot import plot
+
+        print("plot:", plot(rows, RESULTS / "routing_market.png"))
 
 
 if __name__ == "__main__":
