@@ -15,7 +15,8 @@ one means writing a class here and naming it in `POLICIES`.
 - `balanced`: the same inverse-square weighting, also discounted mildly by latency
   and throughput against the best candidate (square root of the ratio), so faster
   deployments win share even when no target asks for speed.
-- `inverse_price_squared`: OpenRouter's documented default, weights 1/price² only.
+- `inverse_price_squared`: OpenRouter's documented default, weights 1/list price² only
+  (the mean of input and output price, as published; no cache or mix adjustment).
 - `random`: uniform choice (LiteLLM's default `simple-shuffle`).
 - `price`, `latency`, `throughput`: a strict order (the `sort` preference). Busy
   candidates go last; candidates with no stats yet go first for latency and
@@ -29,7 +30,7 @@ import random
 from collections.abc import Callable
 from typing import Protocol
 
-from router_policies.candidates import Candidate
+from router_policies.candidates import PRICE_FLOOR_PER_MTOK, Candidate
 
 
 class Policy(Protocol):
@@ -54,7 +55,9 @@ class InversePriceSquared:
 
     def rank(self, candidates: list[Candidate], rng: random.Random) -> list[Candidate]:
         for c in candidates:
-            c.score = 1.0 / (c.price * c.price)
+            d = c.deployment
+            price = max((d.input_price_per_mtok + d.output_price_per_mtok) / 2, PRICE_FLOOR_PER_MTOK)
+            c.score = 1.0 / (price * price)
         return weighted_order(candidates, rng)
 
 
