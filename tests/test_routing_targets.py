@@ -7,8 +7,8 @@ import httpx
 import pytest
 
 from gateway.simulator import Behaviour
-from tests.harness import generation_record
-from tests.routing_helpers import MESSAGES, client, provider_of, routing_config
+from tests.harness import generation_record, runtime_of
+from tests.routing_helpers import MESSAGES, client, provider_of, routing_config, wait_until
 
 CACHED_USAGE = {
     "prompt_tokens": 1000,
@@ -143,6 +143,10 @@ def test_cost_bills_cached_prompt_and_reasoning_tokens(fake, gateway, stream):
     assert usage is not None and usage.model_extra["cost"] == pytest.approx(expected)
     assert usage.prompt_tokens_details.cached_tokens == 800
     assert generation_record(gw.url, request_id)["cost_usd"] == pytest.approx(expected)
+    window = runtime_of(gw).routing.store.state("up/up-model").window
+    wait_until(lambda: window.summary().usage_count == 1, what="the billed tokens to reach the router")
+    summary = window.summary()
+    assert (summary.prompt_tokens, summary.cached_tokens, summary.completion_tokens) == (1000, 800, 100)
 
 
 def test_prompt_cache_stickiness_keeps_a_keys_long_prefix_on_one_deployment(fake, gateway):
