@@ -108,11 +108,13 @@ def test_retry_gives_up_when_retry_after_is_longer_than_the_request_may_wait(sle
 
 def test_default_weights_follow_inverse_square_price():
     from router_policies.candidates import Candidate
+    from router_policies.deployment import Deployment
     from router_policies.policies import InversePriceSquared
     from router_policies.stats import EMPTY
 
     def cand(price):
-        return Candidate(_Dep(str(price)), "m", price, EMPTY, 0, 0.0, False, True, "closed")  # type: ignore[arg-type]
+        d = Deployment(str(price), "m", None, price, price)  # type: ignore[arg-type]
+        return Candidate(d, "m", price, EMPTY, 0, 0.0, False, True, "closed")
 
     rng = random.Random(7)
     firsts = [InversePriceSquared().rank([cand(1.0), cand(2.0)], rng)[0].price for _ in range(4000)]
