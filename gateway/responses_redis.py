@@ -15,10 +15,10 @@ import time
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from gateway.errors import GatewayError
+from gateway.redis_client import redis_client
 from gateway.responses_store import JSON, StoredResponse
 
 log = logging.getLogger("gateway.responses")
@@ -28,7 +28,7 @@ class RedisResponseStore:
     def __init__(self, url: str, retention_s: float, prefix: str = "gw", timeout_s: float = 1.0) -> None:
         self.retention_s = retention_s
         self._prefix = f"{prefix}:resp:"
-        self._redis: Any = aioredis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+        self._redis: Any = redis_client(url, timeout_s)
 
     async def put(self, owner: str, conversation: list[JSON], response: JSON) -> None:
         value = orjson.dumps({"owner": owner, "conversation": conversation, "response": response})

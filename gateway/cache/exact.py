@@ -105,12 +105,10 @@ class RedisStore:
     name = "redis"
 
     def __init__(self, url: str, prefix: str, timeout_s: float = 0.5) -> None:
-        import redis.asyncio as aioredis
+        from gateway.redis_client import redis_client
 
         self._prefix = f"{prefix}:cache"
-        self._redis = aioredis.from_url(
-            url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s, retry_on_timeout=False
-        )
+        self._redis = redis_client(url, timeout_s, retry_on_timeout=False)
 
     def _key(self, namespace: str, model: str, key: str) -> str:
         return f"{self._prefix}:{short(namespace)}:{short(model)}:{key}"

@@ -101,9 +101,9 @@ return 1
 
 class RedisBackend:
     def __init__(self, url: str, prefix: str = "gw:lim:") -> None:
-        import redis.asyncio as redis
+        from gateway.redis_client import redis_client
 
-        self._redis: Any = redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        self._redis: Any = redis_client(url, timeout_s=2)
         self._prefix = prefix
         self._hit = self._redis.register_script(_HIT)
         self._tokens = self._redis.register_script(_TOKENS)
