@@ -24,6 +24,12 @@ from gateway.responses_store import JSON, StoredResponse
 log = logging.getLogger("gateway.responses")
 
 
+def _unavailable() -> GatewayError:
+    return GatewayError(
+        503, "the stored-responses store (Redis) is unreachable; try again", code="store_unavailable"
+    )
+
+
 class RedisResponseStore:
     def __init__(self, url: str, retention_s: float, prefix: str = "gw", timeout_s: float = 1.0) -> None:
         self.retention_s = retention_s
@@ -45,9 +51,7 @@ class RedisResponseStore:
             async with self._redis.pipeline(transaction=False) as pipe:
                 raw, ttl_ms = await pipe.get(key).pttl(key).execute()
         except RedisError as exc:
-            raise GatewayError(
-                503, "the stored-responses store (Redis) is unreachable; try again", code="store_unavailable"
-            ) from exc
+            raise _unavailable() from exc
         if raw is None:
             return None
         entry = orjson.loads(raw)
@@ -62,9 +66,7 @@ class RedisResponseStore:
         try:
             return bool(await self._redis.delete(self._prefix + response_id))
         except RedisError as exc:
-            raise GatewayError(
-                503, "the stored-responses store (Redis) is unreachable; try again", code="store_unavailable"
-            ) from exc
+            raise _unavailable() from exc
 
     async def aclose(self) -> None:
         await self._redis.aclose()
