@@ -86,11 +86,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             return
         if self._reading_head and self._deadline is None:
             self._arm(self.limits.header_timeout_s)  # the next request on a kept-alive connection
-        heads = self._heads
+        heads, was_reading_head = self._heads, self._reading_head
         super().data_received(data)
-        if self._reading_head and heads == self._heads and not self._refused:
-            # No head completed in this chunk, so all of it belongs to the head being read:
-            # this bounds what the parser buffers for a head that never ends.
+        if was_reading_head and self._reading_head and heads == self._heads and not self._refused:
+            # A head was being read before and after this chunk and none completed in it, so
+            # all of it belongs to that head: this bounds what the parser buffers for a head
+            # that never ends. (A chunk that ends a body is not the next head's, even though
+            # reading the next head begins inside it.)
             self._head_bytes += len(data)
             if self._head_bytes > self.limits.max_header_bytes:
                 self._too_large()
