@@ -12,7 +12,7 @@ a background thread without locks. Only `release_streams()` must run on the
 server's loop (`SimulatorServer` arranges that).
 
 Routes (an optional `/v1` prefix is accepted everywhere): POST chat/completions,
-POST embeddings, GET models, GET health, GET metrics (vllm only). GETs are probes
+POST responses (the Responses API, `responses.py`), POST embeddings, GET models, GET health, GET metrics (vllm only). GETs are probes
 and are not recorded; every POST is, before its behaviour is applied.
 """
 
@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from gateway.simulator import control, wire
+from gateway.simulator import control, responses, wire
 from gateway.simulator.asgi import (
     ClientGone,
     ClientWatch,
@@ -157,12 +157,14 @@ class Simulator:
             client = scope.get("client")
             peer = (str(client[0]), int(client[1])) if client else None
             self.requests.append(RecordedRequest(method, path, body, headers, time.monotonic(), peer))
-        if method != "POST" or route not in ("/chat/completions", "/embeddings"):
+        if method != "POST" or route not in ("/chat/completions", "/responses", "/embeddings"):
             await _error(send, 404, f"Unknown endpoint {method} {path}", "invalid_request_error")
         elif not isinstance(body, dict):
             await _error(send, 400, "The request body is not a JSON object.", "invalid_request_error")
         elif route == "/chat/completions":
             await self._chat(body, receive, send, scope["headers"])
+        elif route == "/responses":
+            await self._responses(body, receive, send, scope["headers"])
         else:
             await self._embeddings(body, receive, send, scope["headers"])
 
@@ -208,6 +210,34 @@ class Simulator:
         finally:
             self._running[model] -= 1
 
+    async def _responses(self, body: JSON, receive: Receive, send: Send, request_headers: RawHeaders) -> None:
+        """The Responses API: the same reply as a chat completion, in its shape (`responses.py`)."""
+        messages = responses.input_messages(body)
+        if messages is None:
+            await _error(
+                send, 400, "'input' must be a string or a non-empty list of items.", "invalid_request_error"
+            )
+            return
+        behaviour = self.next_behaviour()
+        model = str(body.get("model") or self._flavour.default_model)
+        self._seen.setdefault(model, None)
+        headers = self._headers(behaviour)
+        self._running[model] += 1
+        try:
+            if behaviour.status != 200:
+                if await self._delay(receive, send, behaviour.first_byte_ms):
+                    await _behaviour_error(send, behaviour, headers, request_headers)
+                return
+            reply = self._reply({"response_format": responses.chat_format(body)}, messages, model, behaviour)
+            if body.get("stream"):
+                await self._stream(reply, behaviour, headers, receive, send, responses_body=body)
+            elif await self._delay(receive, send, behaviour.first_byte_ms):
+                await send_whole(
+                    send, 200, orjson.dumps(responses.response_body(reply, body)), headers=headers
+                )
+        finally:
+            self._running[model] -= 1
+
     async def _stream(
         self,
         reply: Reply,
@@ -215,7 +245,9 @@ class Simulator:
         headers: list[tuple[bytes, bytes]],
         receive: Receive,
         send: Send,
+        responses_body: JSON | None = None,
     ) -> None:
+        """A chat stream, or with `responses_body` the Responses API's typed events."""
         record = StreamRecord(started_at=time.monotonic(), model=reply.model)
         if self.keep_records:
             self.streams.append(record)
@@ -227,7 +259,12 @@ class Simulator:
         watch = ClientWatch(receive, on_gone)
         self._watches.add(watch)
         try:
-            await stream_reply(send, watch, reply, self._flavour, behaviour, headers, record)
+            if responses_body is None:
+                await stream_reply(send, watch, reply, self._flavour, behaviour, headers, record)
+            else:
+                await responses.stream_response(
+                    send, watch, reply, responses_body, self._flavour, behaviour, headers, record
+                )
         finally:
             self._watches.discard(watch)
 

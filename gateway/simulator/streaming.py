@@ -41,11 +41,11 @@ _YIELD_EVERY = 32
 DEFAULT_ERROR_EVENT = "The engine encountered an internal error while generating the response."
 
 
-def _due(after: int | None, sent: int, total: int) -> bool:
+def fault_due(after: int | None, sent: int, total: int) -> bool:
     return after is not None and (after == sent or (sent == total and after > total))
 
 
-class _Stream:
+class SimulatedStream:
     """State for one stream; `run()` is the whole lifecycle."""
 
     def __init__(
@@ -122,17 +122,17 @@ class _Stream:
     async def fault(self, sent: int, total: int) -> bool:
         """Inject the fault due after `sent` content chunks, if any; True means the stream is over."""
         b = self.behaviour
-        if _due(b.die_after_chunks, sent, total):
+        if fault_due(b.die_after_chunks, sent, total):
             self.abort("died")
-        elif _due(b.hang_after_chunks, sent, total):
+        elif fault_due(b.hang_after_chunks, sent, total):
             if await self.watch.pause(HANG_LIMIT_S):
                 self.abort("hung")
             else:
                 self.left()
-        elif _due(b.garbage_after_chunks, sent, total):
+        elif fault_due(b.garbage_after_chunks, sent, total):
             await self.event(wire.GARBAGE_EVENT)
             await self.end(b"", "garbage")
-        elif _due(b.error_event_after_chunks, sent, total):
+        elif fault_due(b.error_event_after_chunks, sent, total):
             await self.event(wire.vllm_error_event(b.error_message or DEFAULT_ERROR_EVENT))
             await self.end(b"", "error_event")
         else:
@@ -150,7 +150,7 @@ async def stream_reply(
     record: StreamRecord,
 ) -> None:
     """Run one stream to its end; the caller owns `watch` only for registration."""
-    stream = _Stream(send, watch, reply, flavour, behaviour, headers, record)
+    stream = SimulatedStream(send, watch, reply, flavour, behaviour, headers, record)
     try:
         await stream.run()
     except asyncio.CancelledError:
