@@ -52,6 +52,9 @@ class ProviderConfig(TimeoutFields):
     data_collection: Literal["allow", "deny"] | None = None
     # Zero data retention; self-hosted providers count as such unless this says otherwise.
     zdr: bool | None = None
+    # Has the Responses API (`POST /responses`): the gateway's /v1/responses requests are sent there
+    # natively instead of translated to Chat Completions. Default: the preset's (true for openai).
+    responses_api: bool | None = None
     quirks: list[str] | None = None
     headers: dict[str, str] = Field(default_factory=dict)
     litellm_provider: str | None = None
@@ -83,6 +86,7 @@ class DeploymentConfig(TimeoutFields):
     reasoning_price_per_mtok: float | None = Field(None, ge=0)
     quantization: Literal["int4", "int8", "fp4", "fp6", "fp8", "fp16", "bf16", "fp32", "unknown"] = "unknown"
     zdr: bool | None = None  # overrides the provider's
+    responses_api: bool | None = None  # overrides the provider's
 
 
 class ModelConfig(_Strict):
@@ -140,6 +144,14 @@ def _dotted(loc: Path_) -> str:
     return text or "(top level)"
 
 
+_NATIVE_ONLY = "only OpenAI-compatible providers can serve the Responses API natively"
+
+
+def _kind(provider: ProviderConfig) -> str:
+    preset = PRESETS.get(provider.preset or provider.name)
+    return provider.kind or (preset.kind if preset is not None else "openai")
+
+
 def _cross_check(config: GatewayConfig) -> list[tuple[Path_, str]]:
     problems: list[tuple[Path_, str]] = []
     providers: dict[str, ProviderConfig] = {}
@@ -158,6 +170,8 @@ def _cross_check(config: GatewayConfig) -> list[tuple[Path_, str]]:
                     "give it a base_url",
                 )
             )
+        if provider.responses_api and _kind(provider) == "litellm":
+            problems.append((("providers", i, "responses_api"), _NATIVE_ONLY))
     seen_models: set[str] = set()
     for m, model in enumerate(config.models):
         if model.name in seen_models:
@@ -171,6 +185,8 @@ def _cross_check(config: GatewayConfig) -> list[tuple[Path_, str]]:
                         f"unknown provider {deployment.provider!r}; declared: {sorted(providers)}",
                     )
                 )
+            elif deployment.responses_api and _kind(providers[deployment.provider]) == "litellm":
+                problems.append((("models", m, "deployments", d, "responses_api"), _NATIVE_ONLY))
     return problems + _rag_cross_check(config, seen_models)
 
 

@@ -41,6 +41,7 @@ class ResolvedProvider:
     self_hosted: bool
     data_collection: str
     simulated: bool
+    responses_api: bool = False
 
 
 @dataclass
@@ -152,8 +153,16 @@ def build_provider(
         )
     self_hosted = provider.self_hosted if provider.self_hosted is not None else preset.self_hosted
     data_collection = provider.data_collection or ("deny" if self_hosted else "allow")
+    responses_api = provider.responses_api if provider.responses_api is not None else preset.responses_api
     return ResolvedProvider(
-        provider.name, adapter, preset, provider, self_hosted, data_collection, provider.simulate is not None
+        provider.name,
+        adapter,
+        preset,
+        provider,
+        self_hosted,
+        data_collection,
+        provider.simulate is not None,
+        responses_api and kind != "litellm",
     )
 
 
@@ -213,6 +222,7 @@ def build_models(
             )
             cached_price, reasoning_price = _token_class_prices(d, provider, catalog)
             zdr = d.zdr if d.zdr is not None else provider.config.zdr
+            responses_api = d.responses_api if d.responses_api is not None else provider.responses_api
             deployments.append(
                 Deployment(
                     provider=provider.name,
@@ -234,6 +244,7 @@ def build_models(
                     reasoning_price_per_mtok=reasoning_price,
                     quantization=d.quantization,
                     zdr=provider.self_hosted if zdr is None else zdr,
+                    responses_api=responses_api,
                 )
             )
         models[model.name] = ModelGroup(model.name, tuple(deployments))

@@ -18,6 +18,8 @@ from providers.errors import UpstreamProtocolError, UpstreamStreamError
 from providers.quirks import Quirks, StreamNormaliser
 from providers.ratelimit_headers import parse_rate_limit_headers
 from providers.redact import Redactor
+from providers.responses_wire import RESPONSES_FIELD, EventsToChunks, completion
+from providers.responses_wire import request as responses_request
 from providers.sse import SSEDecoder
 from providers.transport import RawStream, Transport
 from providers.types import JSON, ChatResult, EmbeddingsResult, RateLimitInfo, UpstreamCall, Usage
@@ -94,6 +96,44 @@ class OpenAIChunkStream:
         await self._raw.aclose()
 
 
+class ResponsesChunkStream:
+    """Chat chunks from one upstream Responses API stream (`responses_wire.EventsToChunks`).
+
+    Ends cleanly on `response.completed` (or `response.incomplete`); raises
+    `UpstreamStreamError` for `response.failed` or an `error` event, and
+    `UpstreamProtocolError` for a malformed event or a stream cut short.
+    """
+
+    __slots__ = ("_provider", "_raw", "_redact", "rate_limit")
+
+    def __init__(self, raw: RawStream, provider: str, redact: Redactor) -> None:
+        self._raw = raw
+        self._provider = provider
+        self._redact = redact
+        self.rate_limit: RateLimitInfo = parse_rate_limit_headers(raw.headers)
+
+    async def __aiter__(self) -> AsyncIterator[JSON]:
+        decoder = SSEDecoder()
+        events = EventsToChunks(self._provider, self._redact)
+        try:
+            async for data in self._raw.chunks():
+                for event in decoder.feed(data):
+                    if not event.data or event.data == _DONE:
+                        continue
+                    chunk = events.feed(_parse_json_object(event.data, self._provider, "stream event"))
+                    if chunk is not None:
+                        yield chunk
+                    if events.finished:
+                        await self._raw.finish()
+                        return
+        finally:
+            await self._raw.aclose()
+        raise UpstreamProtocolError("the upstream stream ended before it finished", provider=self._provider)
+
+    async def aclose(self) -> None:
+        await self._raw.aclose()
+
+
 class OpenAICompatAdapter:
     """One provider reachable over OpenAI's HTTP API."""
 
@@ -114,6 +154,7 @@ class OpenAICompatAdapter:
         base = base_url.rstrip("/")
         self._chat_url = f"{base}/chat/completions"
         self._embeddings_url = f"{base}/embeddings"
+        self._responses_url = f"{base}/responses"
         self._transport = transport
         self._quirks = quirks or Quirks()
         headers = {"content-type": "application/json", "accept": "application/json"}
@@ -130,13 +171,21 @@ class OpenAICompatAdapter:
         return {**base, **call.headers} if call.headers else base
 
     async def chat(self, call: UpstreamCall) -> ChatResult:
-        body = orjson.dumps(call.body)
+        """A chat completion; through the upstream's Responses API when the body asks for it natively."""
+        native = RESPONSES_FIELD in call.body
+        body = orjson.dumps(responses_request(call.body) if native else call.body)
         raw = await self._transport.post(
-            self._chat_url, body, self._headers_for(self._headers, call), call.timeouts, self.name
+            self._responses_url if native else self._chat_url,
+            body,
+            self._headers_for(self._headers, call),
+            call.timeouts,
+            self.name,
         )
         if raw.status >= 400:
             raise classify_status(raw.status, raw.headers, raw.body, self.name, self._redact)
         parsed = _parse_json_object(raw.body, self.name, "response")
+        if native:
+            parsed = completion(parsed, self.name)
         if not isinstance(parsed.get("choices"), list):
             raise UpstreamProtocolError("the upstream response has no choices", provider=self.name)
         self._quirks.response(parsed)
@@ -144,10 +193,15 @@ class OpenAICompatAdapter:
             parsed, Usage.from_openai(parsed.get("usage")), parse_rate_limit_headers(raw.headers)
         )
 
-    async def chat_stream(self, call: UpstreamCall) -> OpenAIChunkStream:
-        body = orjson.dumps(call.body)
+    async def chat_stream(self, call: UpstreamCall) -> OpenAIChunkStream | ResponsesChunkStream:
+        native = RESPONSES_FIELD in call.body
+        body = orjson.dumps(responses_request(call.body) if native else call.body)
         raw = await self._transport.open_stream(
-            self._chat_url, body, self._headers_for(self._stream_headers, call), call.timeouts, self.name
+            self._responses_url if native else self._chat_url,
+            body,
+            self._headers_for(self._stream_headers, call),
+            call.timeouts,
+            self.name,
         )
         if raw.status >= 400:
             try:
@@ -155,6 +209,8 @@ class OpenAICompatAdapter:
             finally:
                 await raw.aclose()
             raise classify_status(raw.status, raw.headers, error_body, self.name, self._redact)
+        if native:
+            return ResponsesChunkStream(raw, self.name, self._redact)
         return OpenAIChunkStream(raw, self._quirks.stream(), self.name, self._redact)
 
     async def embeddings(self, call: UpstreamCall) -> EmbeddingsResult:

@@ -17,10 +17,11 @@ class Preset:
     quirks: tuple[str, ...] = ()
     self_hosted: bool = False
     kind: str = "openai"
+    responses_api: bool = False  # serves POST /responses (the Responses API) natively
 
 
 PRESETS: dict[str, Preset] = {
-    "openai": Preset("https://api.openai.com/v1", "OPENAI_API_KEY", "openai"),
+    "openai": Preset("https://api.openai.com/v1", "OPENAI_API_KEY", "openai", responses_api=True),
     "groq": Preset("https://api.groq.com/openai/v1", "GROQ_API_KEY", "groq", quirks=("groq",)),
     "together": Preset("https://api.together.xyz/v1", "TOGETHER_API_KEY", "together_ai"),
     "perplexity": Preset(

@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from providers.responses_wire import RESPONSES_FIELD
 from router_policies.deployment import Deployment
 from router_policies.prefs import PERCENTILES, ProviderPrefs
 from router_policies.stats import Summary
@@ -30,7 +31,18 @@ from router_policies.store import StateStore
 
 # Body fields every deployment accepts; anything else counts for `require_parameters`.
 CORE_FIELDS = frozenset(
-    {"model", "models", "messages", "stream", "stream_options", "provider", "user", "metadata", "input"}
+    {
+        "model",
+        "models",
+        "messages",
+        "stream",
+        "stream_options",
+        "provider",
+        "user",
+        "metadata",
+        "input",
+        RESPONSES_FIELD,
+    }
 )
 PRICE_FLOOR_PER_MTOK = 0.01  # free (self-hosted) deployments still get a finite weight
 SERVER_LOAD_STALE_S = 30.0

@@ -30,6 +30,7 @@ class Deployment:
     reasoning_price_per_mtok: float | None = None
     quantization: str = "unknown"
     zdr: bool = False  # zero data retention
+    responses_api: bool = False  # /v1/responses requests go to its Responses API natively
 
     @property
     def id(self) -> str:

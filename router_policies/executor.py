@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
 from providers.errors import ProviderError
+from providers.responses_wire import RESPONSES_FIELD
 from providers.types import JSON, ChatResult, EmbeddingsResult, RateLimitInfo, UpstreamCall, Usage
 from router_policies.attempts import AttemptLog
 from router_policies.deployment import Deployment
@@ -166,10 +167,15 @@ class StartedStream:
 
 
 def upstream_call(deployment: Deployment, body: JSON, headers: dict[str, str] | None = None) -> UpstreamCall:
-    """The body as this deployment must see it: the client's, with the upstream's model name."""
-    return UpstreamCall(
-        body={**body, "model": deployment.model}, timeouts=deployment.timeouts, headers=headers or {}
-    )
+    """The body as this deployment must see it: the client's, with the upstream's model name.
+
+    A Responses API request's native fields (`RESPONSES_FIELD`) go only to a deployment that
+    has that API; any other gets the chat body alone.
+    """
+    body = {**body, "model": deployment.model}
+    if RESPONSES_FIELD in body and not deployment.responses_api:
+        del body[RESPONSES_FIELD]
+    return UpstreamCall(body=body, timeouts=deployment.timeouts, headers=headers or {})
 
 
 T = TypeVar("T")
