@@ -1,10 +1,17 @@
 """`POST /v1/responses` (and `GET`/`DELETE /v1/responses/{id}`): the Responses API.
 
 Translated to Chat Completions (`gateway.translate.responses`) and run through the
-same pipeline as chat — routing, failover, key limits, the ledger (`kind:
-responses`). Every upstream is reached through Chat Completions, including those
-that have the Responses API natively. A response's id is `resp_` plus the request id
-(`x-request-id` and `/v1/generation` know it as `gen-…`).
+same pipeline as chat — routing, failover, key limits, RAG, the ledger (`kind:
+responses`). A deployment that has the Responses API natively (`responses_api` in
+config; OpenAI's preset) is sent the request there instead, with every Responses-only
+parameter, and its own output items and events are relayed
+(`providers.responses_wire`); failover may cross between the two kinds before the
+first token. The gateway keeps the conversations (`previous_response_id`) itself,
+so any deployment can continue any of them: native upstreams get `store: false`
+and the whole history as input. A native stream is never resumed on another
+deployment mid-answer (it ends with `response.failed`, like any broken stream
+without resume). A response's id is `resp_` plus the request id (`x-request-id` and
+`/v1/generation` know it as `gen-…`).
 """
 
 from __future__ import annotations
@@ -23,9 +30,17 @@ from gateway.request_body import ChatCompletionRequest, ResponsesRequest, read_j
 from gateway.responses_store import require
 from gateway.routes.chat import event_stream
 from gateway.runtime import Runtime
-from gateway.translate.responses import from_chat, input_messages, output_messages, skeleton, to_chat
+from gateway.translate.responses import (
+    from_chat,
+    input_messages,
+    native_fields,
+    output_messages,
+    skeleton,
+    to_chat,
+)
 from gateway.translate.responses_stream import ResponsesStream
 from gateway.translated_stream import translated
+from providers.responses_wire import RESPONSES_FIELD
 
 JSON = dict[str, Any]
 
@@ -49,6 +64,7 @@ async def create_response(request: Request) -> Response:
     if not chat["messages"]:
         raise GatewayError(400, "invalid request: input: give some input", param="input")
     validate(ChatCompletionRequest, chat)
+    chat[RESPONSES_FIELD] = native_fields(body)
     adm = await admit_chat(request, runtime, principal, chat, kind="responses")
     response_id = "resp_" + adm.record.request_id.removeprefix("gen-")
     created = int(time.time())
@@ -59,6 +75,7 @@ async def create_response(request: Request) -> Response:
 
     if body.get("stream"):
         ctx, opening, headers = await open_stream(adm, chat, always_usage=True)
+        ctx.resume = ctx.resume and not any(d.responses_api for d in adm.plan.deployments)
         stream = ResponsesStream(skeleton(body, response_id, created, adm.model))
         relay = translated(ctx, opening, stream, lambda: keep(stream.response))
         return event_stream(relay, headers, ctx.on_client_close)

@@ -18,6 +18,7 @@ import secrets
 from typing import Any
 
 from gateway.errors import GatewayError
+from providers.responses_wire import NATIVE_FIELD
 
 JSON = dict[str, Any]
 
@@ -139,6 +140,36 @@ def _response_format(text: Any) -> JSON | None:
     raise _bad("text.format.type", f"unsupported format {fmt['type']!r}")
 
 
+# What `to_chat` consumes, and the gateway's own fields: everything else in a Responses request
+# is sent as it came to a deployment that has the Responses API (`native_fields`).
+_CONSUMED = frozenset(
+    {*_SAME, "input", "instructions", "previous_response_id", "store", "max_output_tokens", "tool_choice",
+     "cache", "stream_options"}
+)  # fmt: skip
+# A native answer's fields that stay the gateway's: its identity, what it stored, what it billed.
+_OURS = frozenset(
+    {"id", "object", "created_at", "model", "store", "previous_response_id", "instructions", "tools",
+     "usage", "provider", "gateway"}
+)  # fmt: skip
+
+
+def native_fields(body: JSON) -> JSON:
+    """The request's fields for a natively served deployment, beyond what the chat body says.
+
+    `tools` and `text` go as the client wrote them (the chat body has their translation),
+    and any Responses-only parameter (`reasoning`, `include`, `truncation`, …) goes along;
+    a deployment reached through Chat Completions never sees these.
+    """
+    return {k: v for k, v in body.items() if k not in _CONSUMED}
+
+
+def adopt_native(response: JSON, native: JSON) -> None:
+    """Take the upstream's own output and settings into the gateway's `response` object."""
+    for key, value in native.items():
+        if key not in _OURS:
+            response[key] = value
+
+
 def to_chat(body: JSON, conversation: list[JSON]) -> JSON:
     """The chat body for a Responses request.
 
@@ -162,17 +193,25 @@ def to_chat(body: JSON, conversation: list[JSON]) -> JSON:
     return chat
 
 
+def _detail(chat_usage: JSON, details: str, name: str) -> int:
+    inner = chat_usage.get(details)
+    value = inner.get(name) if isinstance(inner, dict) else None
+    return value if isinstance(value, int) and value >= 0 else 0
+
+
 def usage(chat_usage: Any) -> JSON | None:
     """Chat usage as the Responses usage object; `cost` (and `estimated`) kept alongside."""
     if not isinstance(chat_usage, dict):
         return None
     prompt = int(chat_usage.get("prompt_tokens") or 0)
     completion = int(chat_usage.get("completion_tokens") or 0)
+    cached = _detail(chat_usage, "prompt_tokens_details", "cached_tokens")
+    reasoning = _detail(chat_usage, "completion_tokens_details", "reasoning_tokens")
     out: JSON = {
         "input_tokens": prompt,
-        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+        "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": 0},
         "output_tokens": completion,
-        "output_tokens_details": {"reasoning_tokens": 0},
+        "output_tokens_details": {"reasoning_tokens": reasoning},
         "total_tokens": prompt + completion,
     }
     for extra in ("cost", "estimated"):
@@ -248,8 +287,12 @@ def finish(response: JSON, finish_reason: str | None) -> None:
 
 
 def from_chat(answer: JSON, body: JSON, response_id: str, created_at: int) -> JSON:
-    """A finished chat completion as a `response` object."""
+    """A finished chat completion as a `response` object (the upstream's own, when it answered natively)."""
     response = skeleton(body, response_id, created_at, str(answer.get("model", body.get("model"))))
+    native = answer.pop(NATIVE_FIELD, None)
+    if isinstance(native, dict):
+        adopt_native(response, native)
+        return _with_accounting(response, answer)
     choices = answer.get("choices") or [{}]
     choice = choices[0] if isinstance(choices[0], dict) else {}
     message = choice.get("message") or {}
@@ -267,6 +310,11 @@ def from_chat(answer: JSON, body: JSON, response_id: str, created_at: int) -> JS
             )
         )
     finish(response, choice.get("finish_reason"))
+    return _with_accounting(response, answer)
+
+
+def _with_accounting(response: JSON, answer: JSON) -> JSON:
+    """The gateway's usage (with cost), provider and routing metadata, from the chat answer."""
     if (reported := usage(answer.get("usage"))) is not None:  # optional in the spec, never null
         response["usage"] = reported
     if "provider" in answer:

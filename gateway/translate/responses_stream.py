@@ -13,6 +13,13 @@ events each one becomes, numbered by `sequence_number`:
 A chunk carrying the gateway's mid-stream `error` ends it with an `error` event and
 `response.failed` (the response with `status: "failed"` and the output so far
 marked incomplete). Pure: no I/O, so it is tested on chunk lists.
+
+When the deployment answered through its own Responses API, each chunk carries the
+upstream's events (`providers.responses_wire`): those are relayed as they came,
+renumbered, instead of being made up from the chat deltas; only `response.created`
+and `response.in_progress` (already sent, with the gateway's id) are dropped, and
+the upstream's final event is held until the end, so that it carries the gateway's
+usage with cost, like a translated stream's.
 """
 
 from __future__ import annotations
@@ -20,7 +27,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.translate.responses import call_item, finish, message_item, new_id, usage
+from gateway.translate.responses import adopt_native, call_item, finish, message_item, new_id, usage
+from providers.responses_wire import NATIVE_FIELD
 
 JSON = dict[str, Any]
 Event = tuple[str, JSON]
@@ -49,6 +57,8 @@ class ResponsesStream:
         self._calls: dict[int, _Call] = {}
         self._open_call: int | None = None
         self._finish_reason: str | None = None
+        self._native_items: dict[int, JSON] = {}  # output index → item, when relaying native events
+        self._native_final: JSON | None = None  # the upstream's final response, held for `end`
 
     @property
     def failed(self) -> bool:
@@ -75,6 +85,9 @@ class ResponsesStream:
             self.response["usage"] = usage(chunk["usage"])
         if isinstance(chunk.get("gateway"), dict):
             self.response["gateway"] = chunk["gateway"]
+        native = chunk.get(NATIVE_FIELD)
+        if isinstance(native, list):
+            return self._relay_native(native)
         choices = chunk.get("choices") or []
         first = _dict(choices[0]) if choices else {}
         delta = _dict(first.get("delta"))
@@ -86,6 +99,23 @@ class ResponsesStream:
                 out += self._call_delta(call)
         if first.get("finish_reason") is not None:
             self._finish_reason = first["finish_reason"]
+        return out
+
+    def _relay_native(self, events: list[Any]) -> list[Event]:
+        out: list[Event] = []
+        for event in events:
+            kind = event.get("type") if isinstance(event, dict) else None
+            if not isinstance(kind, str) or kind in ("response.created", "response.in_progress"):
+                continue
+            if kind in ("response.completed", "response.incomplete"):
+                self._native_final = _dict(event.get("response"))
+                continue
+            item, index = event.get("item"), event.get("output_index")
+            if isinstance(item, dict) and isinstance(index, int):
+                self._native_items[index] = item
+                self.items = [self._native_items[i] for i in sorted(self._native_items)]
+            fields = {k: v for k, v in event.items() if k not in ("type", "sequence_number")}
+            out.append(self._event(kind, **fields))
         return out
 
     def _text_delta(self, text: str) -> list[Event]:
@@ -176,6 +206,8 @@ class ResponsesStream:
         out = self._close_text() + self._close_call()
         self.response["output"] = self.items
         finish(self.response, self._finish_reason)
+        if self._native_final is not None:
+            adopt_native(self.response, self._native_final)
         kind = "response.completed" if self.response["status"] == "completed" else "response.incomplete"
         return [*out, self._event(kind, response=self.response)]
 
