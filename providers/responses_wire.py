@@ -226,6 +226,8 @@ class EventsToChunks:
         self._held.append(event)
         if kind == "response.output_text.delta":
             return self._chunk({"content": str(event.get("delta", ""))})
+        if kind == "response.refusal.delta":
+            return self._chunk({"refusal": str(event.get("delta", ""))})
         if (
             kind == "response.output_item.added"
             and (item := event.get("item") or {}).get("type") == "function_call"
