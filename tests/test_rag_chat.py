@@ -112,6 +112,37 @@ def test_a_stream_carries_the_citations_on_its_final_chunk(grounded):
     assert "every seven days" in _upstream_messages(up)[0]["content"]
 
 
+@pytest.mark.parametrize("native", [False, True], ids=["translated", "native"])
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_the_responses_api_is_grounded_and_cites_too(fake, gateway, local_embedder, tmp_path, native, stream):
+    """Through /v1/responses, to a deployment with or without the Responses API: the context reaches
+    the upstream either way, and the answer's text part carries Responses-shaped `url_citation`s."""
+    up = fake(name="up")
+    rag = "rag:\n  collections:\n" + _collection("twin", _docs(tmp_path))
+    config = _config(up.url, rag).replace(
+        "    base_url:", "    responses_api: true\n    base_url:", 1 if native else 0
+    )
+    gw = gateway(config, qdrant_path=tmp_path / "qdrant")
+    api = openai.OpenAI(base_url=gw.url + "/v1", api_key="x", max_retries=0, timeout=20)
+    ask = {
+        "model": "m",
+        "input": QUESTION[0]["content"],
+        "extra_body": {"rag": {"collection": "twin", "top_k": 1}},
+    }
+    if stream:
+        with api.responses.stream(**ask) as events:  # type: ignore[arg-type]
+            response = events.get_final_response()
+    else:
+        response = api.responses.create(**ask)  # type: ignore[call-overload]
+    sent = up.sim.requests[-1]
+    assert sent.path.endswith("/responses" if native else "/chat/completions")
+    system = sent.body["input"][0] if native else sent.body["messages"][0]
+    assert system["role"] == "system" and "every seven days" in system["content"]
+    message = next(item for item in response.output if item.type == "message")
+    citations = [a for a in message.content[0].annotations if a.type == "url_citation"]  # type: ignore[union-attr]
+    assert [(a.url, a.title) for a in citations] == [("https://mara.example/bees", "Rooftop bees")]  # type: ignore[union-attr]
+
+
 def test_a_model_configured_with_a_collection_is_always_grounded(fake, gateway, local_embedder, tmp_path):
     up = fake(name="up")
     rag = "rag:\n  collections:\n" + _collection("twin", _docs(tmp_path))

@@ -313,8 +313,31 @@ def from_chat(answer: JSON, body: JSON, response_id: str, created_at: int) -> JS
     return _with_accounting(response, answer)
 
 
+def cite(response: JSON, chat_annotations: Any) -> None:
+    """RAG's citations (chat's `url_citation` annotations) on the answer's first text part.
+
+    Chat nests the fields under `url_citation`; the Responses API has them flat.
+    """
+    flat = [
+        {"type": "url_citation", **a["url_citation"]}
+        for a in chat_annotations or ()
+        if isinstance(a, dict) and a.get("type") == "url_citation" and isinstance(a.get("url_citation"), dict)
+    ]
+    for item in response.get("output") or ():
+        if isinstance(item, dict) and item.get("type") == "message":
+            for part in item.get("content") or ():
+                if isinstance(part, dict) and part.get("type") == "output_text":
+                    known = part.setdefault("annotations", [])
+                    known.extend(a for a in flat if a not in known)
+                    return
+
+
 def _with_accounting(response: JSON, answer: JSON) -> JSON:
-    """The gateway's usage (with cost), provider and routing metadata, from the chat answer."""
+    """The gateway's usage (with cost), provider and routing metadata, and RAG's citations, from the chat answer."""
+    choices = answer.get("choices") or [{}]
+    message = choices[0].get("message") if isinstance(choices[0], dict) else None
+    if isinstance(message, dict) and message.get("annotations"):
+        cite(response, message["annotations"])
     if (reported := usage(answer.get("usage"))) is not None:  # optional in the spec, never null
         response["usage"] = reported
     if "provider" in answer:

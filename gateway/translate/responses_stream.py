@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.translate.responses import adopt_native, call_item, finish, message_item, new_id, usage
+from gateway.translate.responses import adopt_native, call_item, cite, finish, message_item, new_id, usage
 from providers.responses_wire import NATIVE_FIELD
 
 JSON = dict[str, Any]
@@ -59,6 +59,7 @@ class ResponsesStream:
         self._finish_reason: str | None = None
         self._native_items: dict[int, JSON] = {}  # output index → item, when relaying native events
         self._native_final: JSON | None = None  # the upstream's final response, held for `end`
+        self._annotations: list[Any] = []  # RAG's citations, from the final chunk (chat's shape)
 
     @property
     def failed(self) -> bool:
@@ -85,12 +86,14 @@ class ResponsesStream:
             self.response["usage"] = usage(chunk["usage"])
         if isinstance(chunk.get("gateway"), dict):
             self.response["gateway"] = chunk["gateway"]
-        native = chunk.get(NATIVE_FIELD)
-        if isinstance(native, list):
-            return self._relay_native(native)
         choices = chunk.get("choices") or []
         first = _dict(choices[0]) if choices else {}
         delta = _dict(first.get("delta"))
+        if isinstance(delta.get("annotations"), list):
+            self._annotations += delta["annotations"]
+        native = chunk.get(NATIVE_FIELD)
+        if isinstance(native, list):
+            return self._relay_native(native)
         out: list[Event] = []
         if isinstance(delta.get("content"), str) and delta["content"]:
             out += self._text_delta(delta["content"])
@@ -208,6 +211,7 @@ class ResponsesStream:
         finish(self.response, self._finish_reason)
         if self._native_final is not None:
             adopt_native(self.response, self._native_final)
+        cite(self.response, self._annotations)
         kind = "response.completed" if self.response["status"] == "completed" else "response.incomplete"
         return [*out, self._event(kind, response=self.response)]
 
