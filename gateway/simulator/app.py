@@ -183,41 +183,31 @@ class Simulator:
     # -- endpoints -------------------------------------------------------------------------
 
     async def _chat(self, body: JSON, receive: Receive, send: Send, request_headers: RawHeaders) -> None:
-        behaviour = self.next_behaviour()
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             await _error(send, 400, "'messages' must be a non-empty list.", "invalid_request_error")
             return
-        model = str(body.get("model") or self._flavour.default_model)
-        self._seen.setdefault(model, None)
-        headers = self._headers(behaviour)
-        self._running[model] += 1
-        try:
-            if behaviour.status != 200:
-                if await self._delay(receive, send, behaviour.first_byte_ms):
-                    await _behaviour_error(send, behaviour, headers, request_headers)
-                return
-            reply = self._reply(body, messages, model, behaviour)
-            if body.get("stream"):
-                await self._stream(reply, behaviour, headers, receive, send)
-            elif not await self._delay(receive, send, behaviour.first_byte_ms):
-                return
-            elif behaviour.garbage:
-                await send_whole(send, 200, wire.GARBAGE_BODY, _HTML, headers)
-            else:
-                payload = orjson.dumps(self._flavour.completion(reply))
-                await send_whole(send, 200, payload, headers=headers)
-        finally:
-            self._running[model] -= 1
+        await self._answer(body, messages, receive, send, request_headers)
 
     async def _responses(self, body: JSON, receive: Receive, send: Send, request_headers: RawHeaders) -> None:
         """The Responses API: the same reply as a chat completion, in its shape (`responses.py`)."""
         messages = responses.input_messages(body)
         if messages is None:
-            await _error(
-                send, 400, "'input' must be a string or a non-empty list of items.", "invalid_request_error"
-            )
+            message = "'input' must be a string or a non-empty list of items."
+            await _error(send, 400, message, "invalid_request_error")
             return
+        await self._answer(body, messages, receive, send, request_headers, native=True)
+
+    async def _answer(
+        self,
+        body: JSON,
+        messages: list[Any],
+        receive: Receive,
+        send: Send,
+        request_headers: RawHeaders,
+        native: bool = False,
+    ) -> None:
+        """One answer under the next behaviour: as a chat completion, or (`native`) a Responses one."""
         behaviour = self.next_behaviour()
         model = str(body.get("model") or self._flavour.default_model)
         self._seen.setdefault(model, None)
@@ -228,13 +218,17 @@ class Simulator:
                 if await self._delay(receive, send, behaviour.first_byte_ms):
                     await _behaviour_error(send, behaviour, headers, request_headers)
                 return
-            reply = self._reply({"response_format": responses.chat_format(body)}, messages, model, behaviour)
+            shaping = {"response_format": responses.chat_format(body)} if native else body
+            reply = self._reply(shaping, messages, model, behaviour)
             if body.get("stream"):
-                await self._stream(reply, behaviour, headers, receive, send, responses_body=body)
-            elif await self._delay(receive, send, behaviour.first_byte_ms):
-                await send_whole(
-                    send, 200, orjson.dumps(responses.response_body(reply, body)), headers=headers
-                )
+                await self._stream(reply, behaviour, headers, receive, send, body if native else None)
+            elif not await self._delay(receive, send, behaviour.first_byte_ms):
+                return
+            elif behaviour.garbage:
+                await send_whole(send, 200, wire.GARBAGE_BODY, _HTML, headers)
+            else:
+                answer = responses.response_body(reply, body) if native else self._flavour.completion(reply)
+                await send_whole(send, 200, orjson.dumps(answer), headers=headers)
         finally:
             self._running[model] -= 1
 
