@@ -4,8 +4,8 @@ Rows (50 keys, 6 models, 12 deployments on 5 providers, 1.5% errors, 0.5% refuse
 30 days up to the hour `now`) are made inside the database by one INSERT … SELECT over a
 row counter (a recursive CTE in SQLite, `generate_series` in PostgreSQL), their values
 drawn from a hash of the row number. The roll-ups are then built by migration 0005's
-backfill — `gateway.db.rollup.Rollup` and `upsert` over the rows read back in time order,
-the code the ledger writer runs — so they are exactly what the writer would have made. `bench_meta` records
+backfill (`gateway.db.rollup_sql.backfill`: the statement the ledger writer runs for each
+batch, over a day of rows at a time), so they are exactly what the writer would have made. `bench_meta` records
 the row count and `now` once loading has finished; a later run with the same row count
 reuses the database (a SQLite file under `--data-dir`, a PostgreSQL database named
 `gw_bench_ledger_<rows>`), so ten million rows are loaded once.
@@ -13,7 +13,6 @@ reuses the database (a SQLite file under `--data-dir`, a PostgreSQL database nam
 
 from __future__ import annotations
 
-import importlib
 import os
 import sqlite3
 import time
@@ -24,8 +23,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from gateway.db import upgrade
-
-backfill = importlib.import_module("migrations.versions.0005_ledger_rollup").backfill
+from gateway.db.rollup_sql import backfill
 
 DAYS = 30
 KEYS = [f"key_{i:04d}" for i in range(50)]

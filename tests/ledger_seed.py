@@ -11,8 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gateway.db import make_engine, upgrade
-from gateway.db.models import LedgerRow
-from gateway.db.rollup import insert_rows
+from gateway.db.rollup_sql import insert_rows
 from gateway.keys import KeySpec, KeyStore
 
 T0 = datetime(2025, 3, 1, 10, 15, tzinfo=UTC)
@@ -77,7 +76,7 @@ def rows(key_a: str, key_b: str, t: datetime = T0) -> list[dict[str, Any]]:
 
 def write(connection: Any, data: list[dict[str, Any]]) -> None:
     """Ledger rows and their roll-ups, the way the ledger writer books them."""
-    insert_rows(connection, LedgerRow.__table__, data)
+    insert_rows(connection, data)
 
 
 def seed(url: str, extra: list[dict[str, Any]] | None = None, t0: datetime = T0) -> tuple[str, str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import itertools
 import math
 import random
 from collections import defaultdict
@@ -23,14 +24,16 @@ import httpx
 import pytest
 
 from gateway.db import make_engine, upgrade
-from gateway.db.models import LEDGER_ROLLUP, LedgerRow
-from gateway.db.rollup import KEY_COLUMNS, TTFT_ERROR, VALUES, insert_rows
+from gateway.db.models import LEDGER_ROLLUP
+from gateway.db.rollup import KEY_COLUMNS, TTFT_EDGES, TTFT_ERROR, VALUES
+from gateway.db.rollup_sql import insert_rows
 from gateway.keys import KeySpec, KeyStore
 from gateway.ledger import LedgerWriter, key_spend
 from gateway.ledger.aggregates import cache_savings, model_tokens
 from gateway.ledger.writer import spool_tag
 from tests.harness import database_url
 from tests.ledger_seed import CONFIG, row
+from tests.rollup_oracle import Rollup
 
 ADMIN = "admin-secret"
 AUTH = {"authorization": f"Bearer {ADMIN}"}
@@ -82,7 +85,7 @@ def book(url: str, data: list[dict[str, Any]]) -> list[str]:
             r["key_id"] = ids[r["key_id"]] if isinstance(r["key_id"], int) else r["key_id"]
         async with engine.begin() as connection:
             for i in range(0, len(data), 400):  # the writer's batches
-                await connection.run_sync(insert_rows, LedgerRow.__table__, data[i : i + 400])
+                await connection.run_sync(insert_rows, data[i : i + 400])
         await engine.dispose()
         return ids
 
@@ -272,7 +275,7 @@ def test_replays_count_once_and_the_backfill_agrees_with_the_writer(db, tmp_path
         """The same rows again: as a batch with a duplicate inside it, then from a spool file, drained."""
         engine = make_engine(db)
         async with engine.begin() as connection:
-            again = await connection.run_sync(insert_rows, LedgerRow.__table__, data[:300] + data[:1])
+            again = await connection.run_sync(insert_rows, data[:300] + data[:1])
         assert again == 0
         writer = LedgerWriter(engine, tmp_path / "spool", db)
         journal = [{**r, "created_at": r["created_at"].timestamp()} for r in data[100:500]]
@@ -295,3 +298,51 @@ def test_replays_count_once_and_the_backfill_agrees_with_the_writer(db, tmp_path
 
     asyncio.run(backfill())
     assert_same(rollup_table(db), booked)
+
+
+def edge_rows() -> list[dict[str, Any]]:
+    """Rows on every edge the roll-ups cut at: hours and days to the microsecond, TTFTs on bin
+    edges, just under them and outside the histogram, no TTFT, statuses around 400 and the
+    refusals (402/403/429 with and without an attempt), missing key and deployment."""
+    midnight = at("2025-03-03T00:00:00")
+    tick = timedelta(microseconds=1)
+    times = [midnight - tick, midnight, midnight + timedelta(hours=1) - tick, midnight + timedelta(hours=5)]
+    below = [math.nextafter(e, 0.0) for e in (TTFT_EDGES[0], TTFT_EDGES[13], TTFT_EDGES[-1])]
+    ttfts = [None, 0.0, 0.4, TTFT_EDGES[0], TTFT_EDGES[13], TTFT_EDGES[-1], 90_000.0, *below]
+    outcomes = [(200, 1), (399, 1), (400, 2), (402, 0), (402, 1), (403, 0), (429, 0), (429, 3), (500, 1)]
+    out = []
+    for i, (when, ttft, (status, attempts)) in enumerate(itertools.product(times, ttfts, outcomes)):
+        deployment = None if attempts == 0 else DEPLOYMENTS[i % 3]
+        out.append(
+            row(
+                f"e-{i:04d}", when, [0, 1, None][i % 3], deployment, model=["m1", "m2"][i % 2],
+                attempts=attempts, status=status, input_tokens=i, output_tokens=i % 4, cost_usd=i * 1e-5,
+                latency_ms=float(i % 7) * 100.0, ttft_ms=ttft, streamed=i % 2 == 0, cancelled=i % 5 == 0,
+                usage_estimated=i % 3 == 0, retrieval_ms=2.5 if i % 4 == 0 else None,
+                cache=[None, "miss", "hit", "semantic-hit"][i % 4], cost_saved_usd=1e-4 if i % 4 > 1 else None,
+            )
+        )  # fmt: skip
+    return out
+
+
+def test_the_rollup_table_is_what_the_rows_add_up_to_and_a_replay_adds_nothing(db):
+    """Every roll-up row, key by key, equals the plain-Python oracle's sums over the same rows."""
+    data = random_rows([0, 1, None], n=700, seed=8) + edge_rows()
+    random.Random(2).shuffle(data)
+    book(db, data)
+    oracle = Rollup()
+    oracle.extend(data)
+    want = {
+        k: tuple(round(x, 6) if isinstance(x, float) else x for x in v) for k, v in oracle.table().items()
+    }
+    assert_same(rollup_table(db), want)
+
+    async def replay() -> int:
+        engine = make_engine(db)
+        async with engine.begin() as connection:
+            again = await connection.run_sync(insert_rows, data[::-1])
+        await engine.dispose()
+        return int(again)
+
+    assert asyncio.run(replay()) == 0
+    assert_same(rollup_table(db), want)

@@ -21,37 +21,29 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, literal_column, or_, select, true
+from sqlalchemy import ColumnElement, and_, case, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.db.models import LEDGER_ROLLUP, LedgerRow
 from gateway.db.rollup import (
-    CACHE_HITS,
     CUBE_DIMS,
     DAY,
     FULL,
     HOUR,
     KEY,
-    REFUSED_STATUSES,
     ROUTE,
     TTFT_BINS,
     TTFT_COLUMNS,
-    TTFT_EDGES,
     hour_of,
     hour_start,
 )
+from gateway.db.rollup_sql import const, dimension, refused, row_value, ttft_bin
 
 FAR_HOURS = 2**31 - 1  # an end that never comes, for open ranges
 R = LEDGER_ROLLUP.c
 L = LedgerRow
 Condition = Callable[["Source"], ColumnElement[bool]]
 Measure = Callable[["Source"], ColumnElement[Any]]
-
-
-def const(value: float | str) -> ColumnElement[Any]:
-    """A constant written into the SQL, not bound: PostgreSQL only matches a GROUP BY
-    expression to the same expression in the select list if their text is identical."""
-    return literal_column(repr(value))
 
 
 @dataclass(frozen=True)
@@ -132,47 +124,20 @@ class Rolled(Source):
         return R.refused == true()
 
 
-_RAW_VALUES: dict[str, Any] = {
-    "requests": lambda: const(1),
-    "streamed": lambda: case((L.streamed.is_(True), 1), else_=0),
-    "cancelled": lambda: case((L.cancelled.is_(True), 1), else_=0),
-    "usage_estimated": lambda: case((L.usage_estimated.is_(True), 1), else_=0),
-    "rag_requests": lambda: case((L.retrieval_ms.is_not(None), 1), else_=0),
-    "retrieval_ms": lambda: func.coalesce(L.retrieval_ms, 0.0),
-    "cache_hits": lambda: case((L.cache.in_(CACHE_HITS), 1), else_=0),
-    "cache_saved_usd": lambda: case(
-        (L.cache.in_(CACHE_HITS), func.coalesce(L.cost_saved_usd, 0.0)), else_=0.0
-    ),
-    "generating_ms": lambda: case(
-        (L.output_tokens <= 0, 0.0),
-        (L.latency_ms - func.coalesce(L.ttft_ms, 0.0) > 0, L.latency_ms - func.coalesce(L.ttft_ms, 0.0)),
-        else_=L.latency_ms,
-    ),
-}
-
-
 class Raw(Source):
+    """Raw ledger rows, in the very expressions the roll-ups were summed from (`gateway.db.rollup_sql`)."""
+
     rolled = False
 
     def dim(self, name: str) -> ColumnElement[Any]:
-        column = getattr(L, name)
-        return func.coalesce(column, const("")) if name in ("key_id", "provider", "deployment") else column
+        return dimension(name)
 
     def value(self, name: str) -> ColumnElement[Any]:
-        make = _RAW_VALUES.get(name)
-        return make() if make else getattr(L, name)
+        return row_value(name)
 
     @property
     def refused(self) -> ColumnElement[bool]:
-        return and_(L.status.in_(REFUSED_STATUSES), L.attempts == 0)
-
-
-def ttft_bin_sql(lo: int = 0, hi: int = len(TTFT_EDGES)) -> ColumnElement[Any]:
-    """`gateway.db.rollup.ttft_bin` in SQL: a binary search over the same edges, so both agree exactly."""
-    if lo == hi:
-        return const(lo)
-    mid = (lo + hi) // 2
-    return case((L.ttft_ms < const(TTFT_EDGES[mid]), ttft_bin_sql(lo, mid)), else_=ttft_bin_sql(mid + 1, hi))
+        return refused()
 
 
 @dataclass(slots=True)
@@ -229,7 +194,7 @@ def _raw_select(query: Query, filters: Mapping[str, str], piece: tuple[datetime,
     groups = [source.dim(g) for g in query.group]
     binned = []
     if query.ttft:
-        binned = [case((and_(source.ok, L.ttft_ms.is_not(None)), ttft_bin_sql()), else_=None)]
+        binned = [case((and_(source.ok, L.ttft_ms.is_not(None)), ttft_bin()), else_=None)]
     return (
         select(*slot, *groups, *(m(source) for m in query.measures), *binned, func.count())
         .where(L.created_at >= start, L.created_at < end, *_filtered(source, query, filters))

@@ -30,8 +30,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.db.models import LedgerRow
-from gateway.db.rollup import insert_rows
+from gateway.db.rollup_sql import insert_rows
 from gateway.ledger.spool import Spool
 from gateway.records import RequestRecord
 
@@ -180,7 +179,7 @@ class LedgerWriter:
     async def _write(self, rows: list[dict[str, Any]]) -> None:
         values = [{**row, "created_at": datetime.fromtimestamp(row["created_at"], UTC)} for row in rows]
         async with asyncio.timeout(INSERT_TIMEOUT_S), self._engine.begin() as connection:
-            await connection.run_sync(insert_rows, LedgerRow.__table__, values)
+            await connection.run_sync(insert_rows, values)
         self.written += len(rows)
 
     async def aclose(self, timeout_s: float = 10.0) -> None:

@@ -1,8 +1,14 @@
 """Ledger roll-ups: hourly and daily sums by key, model, provider, deployment and status.
 
 Creates `ledger_rollup` (see `gateway.db.rollup`) and fills it from the rows the ledger
-already holds, read in time order a batch at a time and summed by the same code the
-ledger writer uses.
+already holds, with the statement the ledger writer runs for each batch
+(`gateway.db.rollup_sql.backfill`, a day of rows at a time, inside the database).
+
+Both the table and its fill come from the current code rather than a frozen copy: the
+roll-ups are derived data, entirely recomputable from the ledger, and the backfill reads
+only ledger columns that exist at revision 0004. A later migration that changes the
+roll-up layout must therefore freeze this one's table and statement as they are then
+(or rebuild the roll-ups itself), so that upgrading from 0004 stays reproducible.
 
 Revision ID: 0005
 Revises: 0004
@@ -11,31 +17,17 @@ Create Date: 2026-11-30
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 from alembic import op
 
-from gateway.db.models import LEDGER_ROLLUP, LedgerRow
-from gateway.db.rollup import Rollup, upsert
+from gateway.db.models import LEDGER_ROLLUP
+from gateway.db.rollup_sql import backfill
 
 revision = "0005"
 down_revision = "0004"
 branch_labels = None
 depends_on = None
 
-BACKFILL_ROWS = 100_000
-_READ = ("created_at", "key_id", "model", "provider", "deployment", "status", "attempts", "input_tokens",
-         "output_tokens", "cost_usd", "streamed", "cancelled", "retrieval_ms", "usage_estimated",
-         "latency_ms", "ttft_ms", "cache", "cost_saved_usd")  # fmt: skip
-
-
-def backfill(connection: sa.Connection) -> None:
-    ledger = LedgerRow.__table__
-    query = sa.select(*(ledger.c[name] for name in _READ)).order_by(ledger.c.created_at)
-    result = connection.execute(query.execution_options(yield_per=BACKFILL_ROWS))
-    for part in result.mappings().partitions():
-        deltas = Rollup()
-        deltas.extend(part)
-        upsert(connection, deltas.rows())
+__all__ = ["backfill", "downgrade", "upgrade"]
 
 
 def upgrade() -> None:

@@ -1,0 +1,243 @@
+"""Roll-ups computed by the database: ledger rows to `ledger_rollup` rows in one INSERT … SELECT.
+
+The ledger writer, migration 0005's backfill and the benchmark's loader all run the
+statement built here, over the rows a batch has just added (`insert_rows`) or over the
+whole ledger (`backfill`), so none can drift from another. It runs in the database's own
+code, not in Python: the summing that cost the writer about 200 µs of CPU per row (and
+the GIL, beside the event loop) costs the database a few.
+
+The statement has three steps (the layout and meaning are in `gateway.db.rollup`):
+
+1. *binned*: the chosen ledger rows grouped by hour, every dimension and TTFT bin, so
+   each row's bin is computed once (as a GROUP BY key), never once per histogram column;
+2. *hourly*: those groups folded into one row per hour and dimensions, the histogram
+   spread into its 66 columns;
+3. every hourly row copied into the three cubes at both grains (a cross join with the six
+   cube-and-grain pairs), summed per roll-up key, then added to the table with
+   INSERT … ON CONFLICT DO UPDATE.
+
+The rows are inserted in roll-up key order (ORDER BY), so replicas writing to the same
+PostgreSQL lock shared roll-up rows in the same order and cannot deadlock each other.
+Exactly once: `insert_rows` rolls up only the request ids its INSERT reports as new.
+
+Row-level meanings (`refused`, `row_value`, `ttft_bin`) are shared with the reports'
+reads of raw ledger rows (`gateway.ledger.rollups`), so a sum over roll-ups and a sum
+over the rows behind them are the same expression.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from functools import cache
+from typing import Any, cast
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Integer,
+    Table,
+    and_,
+    bindparam,
+    case,
+    false,
+    func,
+    literal_column,
+    select,
+    true,
+    union_all,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
+
+from gateway.db.models import LEDGER_ROLLUP, LedgerRow
+from gateway.db.rollup import (
+    CACHE_HITS,
+    DAY,
+    DIMS,
+    FULL,
+    HOUR,
+    KEY,
+    KEY_COLUMNS,
+    REFUSED_STATUSES,
+    ROUTE,
+    SUMS,
+    TTFT_COLUMNS,
+    TTFT_EDGES,
+    VALUES,
+)
+
+LEDGER = cast(Table, LedgerRow.__table__)
+L = LEDGER.c
+BACKFILL_SPAN = timedelta(days=1)  # the backfill's slice of the ledger per statement
+
+
+def const(value: float | str) -> ColumnElement[Any]:
+    """A constant written into the SQL, not bound: PostgreSQL only matches a GROUP BY
+    expression to the same expression in the select list if their text is identical."""
+    return literal_column(repr(value))
+
+
+class utc_hour(FunctionElement[int]):
+    """Hours since the Unix epoch of a ledger time, floored: `gateway.db.rollup.hour_of` in SQL."""
+
+    type = Integer()
+    inherit_cache = True
+
+
+@compiles(utc_hour, "postgresql")
+def _utc_hour_postgresql(element: utc_hour, compiler: Any, **kw: Any) -> str:
+    # extract(epoch …) is numeric in PostgreSQL 14+, so the floor is exact to the microsecond.
+    return f"CAST(floor(extract(epoch FROM {compiler.process(element.clauses, **kw)}) / 3600) AS INTEGER)"
+
+
+@compiles(utc_hour, "sqlite")
+def _utc_hour_sqlite(element: utc_hour, compiler: Any, **kw: Any) -> str:
+    # Times are stored as 'YYYY-MM-DD HH:MM:SS.ffffff' (UTC). Cutting the text at the hour
+    # keeps a row at 21:59:59.9999 in hour 21, as the text comparisons of the reports do;
+    # strftime('%s') of the full text would round it to milliseconds first.
+    arg = compiler.process(element.clauses, **kw)
+    return f"(CAST(strftime('%s', substr({arg}, 1, 13) || ':00:00') AS INTEGER) / 3600)"
+
+
+def refused() -> ColumnElement[bool]:
+    """Turned away by the key's limits (budget, model, rate) before any upstream was tried."""
+    return and_(L.status.in_([const(s) for s in REFUSED_STATUSES]), L.attempts == const(0))
+
+
+def _flag(condition: ColumnElement[bool]) -> ColumnElement[Any]:
+    return case((condition, const(1)), else_=const(0))
+
+
+def row_value(name: str) -> ColumnElement[Any]:
+    """What one ledger row adds to the sum `name` of `gateway.db.rollup.SUMS`."""
+    after_first = L.latency_ms - func.coalesce(L.ttft_ms, const(0.0))
+    special: dict[str, ColumnElement[Any]] = {
+        "requests": const(1),
+        "streamed": _flag(L.streamed.is_(True)),
+        "cancelled": _flag(L.cancelled.is_(True)),
+        "usage_estimated": _flag(L.usage_estimated.is_(True)),
+        "rag_requests": _flag(L.retrieval_ms.is_not(None)),
+        "retrieval_ms": func.coalesce(L.retrieval_ms, const(0.0)),
+        "cache_hits": _flag(L.cache.in_(CACHE_HITS)),
+        "cache_saved_usd": case(
+            (L.cache.in_(CACHE_HITS), func.coalesce(L.cost_saved_usd, const(0.0))), else_=const(0.0)
+        ),
+        # Time spent producing output: after the first token for a stream, all of it otherwise.
+        "generating_ms": case(
+            (L.output_tokens <= 0, 0.0), (after_first > 0, after_first), else_=L.latency_ms
+        ),
+    }
+    return special[name] if name in special else L[name]
+
+
+def ttft_bin(lo: int = 0, hi: int = len(TTFT_EDGES)) -> ColumnElement[Any]:
+    """The TTFT bin of a row (`bisect_right` over `TTFT_EDGES`): a binary search of CASEs."""
+    if lo == hi:
+        return const(lo)
+    mid = (lo + hi) // 2
+    return case((L.ttft_ms < const(TTFT_EDGES[mid]), ttft_bin(lo, mid)), else_=ttft_bin(mid + 1, hi))
+
+
+def dimension(name: str) -> ColumnElement[Any]:
+    """A dimension of a ledger row as roll-ups store it: a missing key, provider or deployment is ''."""
+    if name == "refused":
+        return case((refused(), true()), else_=false())
+    return func.coalesce(L[name], const("")) if name in ("key_id", "provider", "deployment") else L[name]
+
+
+def _binned(where: ColumnElement[bool]) -> Any:
+    answered = and_(L.status < const(400), L.ttft_ms.is_not(None))
+    dims = [dimension(d).label(d) for d in DIMS]
+    hour, binned = utc_hour(L.created_at).label("hour"), case((answered, ttft_bin()), else_=None).label("bin")
+    sums = [func.sum(row_value(s)).label(s) for s in SUMS]
+    return (
+        select(hour, *dims, binned, func.count().label("n"), *sums)
+        .where(where)
+        .group_by(hour, *dims, binned)
+        .subquery("binned")
+    )
+
+
+def _hourly(where: ColumnElement[bool]) -> Any:
+    b = _binned(where).c
+    keys = [b.hour, *(b[d] for d in DIMS)]
+    bins = [
+        func.sum(case((b.bin == const(k), b.n), else_=const(0))).label(c) for k, c in enumerate(TTFT_COLUMNS)
+    ]
+    return select(*keys, *(func.sum(b[s]).label(s) for s in SUMS), *bins).group_by(*keys).subquery("hourly")
+
+
+def _cubes() -> Any:
+    pairs = [(cube, grain) for cube in (FULL, ROUTE, KEY) for grain in (HOUR, DAY)]
+    return union_all(
+        *(select(const(cube).label("cube"), const(grain).label("grain")) for cube, grain in pairs)
+    ).subquery("cubes")
+
+
+def rollup_select(where: ColumnElement[bool]) -> Any:
+    """The roll-up rows of the ledger rows matching `where`, as `COLUMNS`, in roll-up key order."""
+    hourly, cubes = _hourly(where), _cubes()
+    h, c = hourly.c, cubes.c
+    keys = [
+        c.cube,
+        c.grain,
+        case((c.grain == const(DAY), h.hour - h.hour % const(DAY)), else_=h.hour),
+        case((c.cube == const(ROUTE), const("")), else_=h.key_id),
+        *(case((c.cube == const(KEY), const("")), else_=h[d]) for d in ("model", "provider", "deployment")),
+        h.status,
+        h.refused,
+    ]
+    return (
+        select(
+            *(k.label(name) for k, name in zip(keys, KEY_COLUMNS, strict=True)),
+            *(func.sum(h[v]) for v in VALUES),
+        )
+        .select_from(hourly.join(cubes, true()))
+        .group_by(*keys)
+        .order_by(*keys)
+    )
+
+
+@cache
+def _upsert(dialect: str, scope: str) -> Any:
+    """INSERT … SELECT … ON CONFLICT DO UPDATE adding every sum; `scope` "ids" or "span"."""
+    where: ColumnElement[bool]
+    if scope == "ids":
+        where = L.request_id.in_(bindparam("ids", expanding=True))
+    else:
+        where = and_(L.created_at >= bindparam("start"), L.created_at < bindparam("end"))
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    statement = insert(LEDGER_ROLLUP).from_select(list(KEY_COLUMNS + VALUES), rollup_select(where))
+    return statement.on_conflict_do_update(
+        index_elements=list(KEY_COLUMNS),
+        set_={v: LEDGER_ROLLUP.c[v] + statement.excluded[v] for v in VALUES},
+    )
+
+
+def insert_rows(connection: Connection, rows: list[dict[str, Any]]) -> int:
+    """Insert ledger rows (duplicates by request id ignored) and roll up the new ones; one transaction.
+
+    Returns how many rows were new.
+    """
+    if not rows:
+        return 0
+    insert = pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
+    statement = insert(LEDGER).on_conflict_do_nothing(index_elements=["request_id"]).returning(L.request_id)
+    new = [request_id for (request_id,) in connection.execute(statement, rows)]
+    if new:
+        connection.execute(_upsert(connection.dialect.name, "ids"), {"ids": new})
+    return len(new)
+
+
+def backfill(connection: Connection) -> None:
+    """Roll up every row the ledger holds into an empty `ledger_rollup`, a day of rows per statement."""
+    first, last = connection.execute(select(func.min(L.created_at), func.max(L.created_at))).one()
+    if first is None:
+        return
+    statement = _upsert(connection.dialect.name, "span")
+    start = first.replace(minute=0, second=0, microsecond=0)
+    while start <= last:
+        connection.execute(statement, {"start": start, "end": start + BACKFILL_SPAN})
+        start += BACKFILL_SPAN
