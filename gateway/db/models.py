@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, Column, DateTime, Float, Index, Integer, String, Table, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from gateway.db.rollup import SUMS, TTFT_COLUMNS
+from gateway.db.rollup import FLOAT_SUMS, SUMS, TTFT_COLUMNS
 
 
 class Base(DeclarativeBase):
@@ -80,8 +80,6 @@ class LedgerRow(Base):
     )
 
 
-_FLOAT_SUMS = ("cost_usd", "retrieval_ms", "latency_ms", "generating_ms", "cache_saved_usd")
-
 # Hourly and daily sums of the ledger by key, model, provider, deployment and status, kept in
 # step with it by the ledger writer; what each column means is in `gateway.db.rollup`.
 LEDGER_ROLLUP = Table(
@@ -96,7 +94,7 @@ LEDGER_ROLLUP = Table(
     Column("deployment", String(300), primary_key=True),
     Column("status", Integer, primary_key=True),
     Column("refused", Boolean, primary_key=True),
-    *(Column(name, Float if name in _FLOAT_SUMS else Integer, nullable=False, default=0) for name in SUMS),
+    *(Column(name, Float if name in FLOAT_SUMS else Integer, nullable=False, default=0) for name in SUMS),
     *(Column(name, Integer, nullable=False, default=0) for name in TTFT_COLUMNS),
     Index("ix_ledger_rollup_key", "cube", "grain", "key_id", "hour"),
     sqlite_with_rowid=False,  # rows stored in key order: a range of hours is one contiguous read

@@ -43,6 +43,7 @@ CUBE_DIMS: dict[int, tuple[str, ...]] = {
 SUMS = ("requests", "input_tokens", "output_tokens", "cost_usd", "streamed", "cancelled",
         "rag_requests", "retrieval_ms", "usage_estimated", "attempts", "latency_ms",
         "generating_ms", "cache_hits", "cache_saved_usd")  # fmt: skip
+FLOAT_SUMS = ("cost_usd", "retrieval_ms", "latency_ms", "generating_ms", "cache_saved_usd")  # the rest count
 TTFT_EDGES = tuple(2 ** (k / 4) for k in range(65))  # ms; bin k holds [edge k-1, edge k)
 TTFT_BINS = len(TTFT_EDGES) + 1
 TTFT_COLUMNS = tuple(f"ttft_{k:02d}" for k in range(TTFT_BINS))
