@@ -1,14 +1,25 @@
-"""Raw ASGI middleware: a request id on every response.
+"""Raw ASGI middleware: a request id and the gateway's overhead on every response.
 
 Written against ASGI directly rather than Starlette's BaseHTTPMiddleware, which
 would wrap every streamed response in extra tasks and queues on the hot path.
+
+Being outermost, it is where a request's clock starts (`providers.clock`): the
+`x-gateway-overhead-ms` header is the time from here to the response head not spent
+waiting on an upstream — for a stream, the work done before its first byte is
+relayed. Time spent waiting for a slow client to take the body is the client's,
+and is not counted either.
 """
 
 from __future__ import annotations
 
 import os
+from time import perf_counter
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from providers.clock import RequestClock, request_clock
+
+OVERHEAD_HEADER = b"x-gateway-overhead-ms"
 
 
 def new_request_id() -> str:
@@ -23,13 +34,25 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        clock = RequestClock()
+        token = request_clock.set(clock)
         request_id = new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
-        header = (b"x-request-id", request_id.encode())
+        id_header = (b"x-request-id", request_id.encode())
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), header]
-            await send(message)
+                overhead = b"%.3f" % clock.overhead_ms()
+                message["headers"] = [*message.get("headers", ()), id_header, (OVERHEAD_HEADER, overhead)]
+                await send(message)
+                return
+            began = perf_counter()
+            try:
+                await send(message)
+            finally:
+                clock.client_s += perf_counter() - began
 
-        await self.app(scope, receive, send_with_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            request_clock.reset(token)

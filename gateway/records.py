@@ -46,6 +46,9 @@ class RequestRecord:
     # and on a hit what the stored answer had cost (the request itself costs 0).
     cache: str | None = None
     cost_saved_usd: float | None = None
+    # Time spent in the gateway itself, upstream and client waits excluded (`providers.clock`),
+    # up to when the request was booked: for a stream, its end.
+    overhead_ms: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -19,6 +19,7 @@ from gateway.records import RecentRecords, RecordSink, RequestRecord
 from gateway.responses_store import MemoryResponseStore, ResponseStore
 from gateway.settings import Settings
 from providers.catalog import PriceCatalog
+from providers.clock import request_clock
 from providers.openai_compat import OpenAICompatAdapter
 from providers.presets import PRESETS, Preset
 from providers.quirks import Quirks
@@ -67,6 +68,8 @@ class Runtime:
 
     def finish(self, record: RequestRecord) -> None:
         """Hand a finished request to every sink; never raises into the response path."""
+        if record.overhead_ms is None and (clock := request_clock.get()) is not None:
+            record.overhead_ms = clock.overhead_ms()
         self.recent.record(record)
         for sink in self.sinks:
             try:

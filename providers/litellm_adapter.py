@@ -28,6 +28,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
+from providers.clock import upstream_wait
 from providers.errors import (
     UpstreamBadRequest,
     UpstreamProtocolError,
@@ -161,8 +162,9 @@ class LiteLLMChunkStream:
     async def _next(self, iterator: AsyncIterator[Any], first: bool) -> Any:
         wait_s, phase = self._next_wait(first)
         try:
-            async with asyncio.timeout(wait_s):
-                return await iterator.__anext__()
+            with upstream_wait():
+                async with asyncio.timeout(wait_s):
+                    return await iterator.__anext__()
         except StopAsyncIteration:
             raise
         except TimeoutError:
@@ -269,8 +271,9 @@ class LiteLLMAdapter:
 
     async def _call(self, function: Any, kwargs: dict[str, Any], wait_s: float, phase: str) -> Any:
         try:
-            async with asyncio.timeout(wait_s):
-                return await function(**kwargs)
+            with upstream_wait():
+                async with asyncio.timeout(wait_s):
+                    return await function(**kwargs)
         except TimeoutError:
             raise UpstreamTimeout(
                 f"no answer within the {phase} timeout", provider=self.name, phase=phase

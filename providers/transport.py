@@ -23,6 +23,7 @@ import aiohttp
 import httpx
 from opentelemetry import propagate, trace
 
+from providers.clock import upstream_wait
 from providers.errors import (
     ProviderError,
     UpstreamConnectError,
@@ -136,8 +137,9 @@ class _Stream:
         while True:
             wait_s, phase = self._deadline.next_read()
             try:
-                async with asyncio.timeout(wait_s):
-                    data = await self._next_bytes()
+                with upstream_wait():
+                    async with asyncio.timeout(wait_s):
+                        data = await self._next_bytes()
             except TimeoutError:
                 raise _timeout_error(phase, provider) from None
             except self._library_errors as exc:
@@ -153,12 +155,13 @@ class _Stream:
         drained = 0
         ignored: tuple[type[BaseException], ...] = (TimeoutError, *self._library_errors)
         try:
-            async with asyncio.timeout(_DRAIN_S):
-                while not self._closed and drained <= _DRAIN_BYTES:
-                    data = await self._next_bytes()
-                    if not data:
-                        break
-                    drained += len(data)
+            with upstream_wait():
+                async with asyncio.timeout(_DRAIN_S):
+                    while not self._closed and drained <= _DRAIN_BYTES:
+                        data = await self._next_bytes()
+                        if not data:
+                            break
+                        drained += len(data)
         except ignored:
             pass  # draining is best effort: an unfinished body means the connection is dropped
         await self.aclose()
@@ -193,10 +196,11 @@ class _PooledTransport:
         deadline = _Deadline(timeouts, provider)
         wait_s, phase = deadline.first_byte(timeouts.first_byte_timeout_ms / 1000)
         try:
-            async with asyncio.timeout(wait_s):
-                return await self._send(
-                    method, url, body, headers, deadline, timeouts.connect_timeout_ms / 1000
-                )
+            with upstream_wait():
+                async with asyncio.timeout(wait_s):
+                    return await self._send(
+                        method, url, body, headers, deadline, timeouts.connect_timeout_ms / 1000
+                    )
         except TimeoutError:
             raise _timeout_error(phase, provider) from None
 

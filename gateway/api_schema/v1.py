@@ -131,6 +131,9 @@ class GenerationRecord(Open):
     cancelled: bool
     error: str | None
     kind: str
+    overhead_ms: float | None = Field(
+        None, description="Time spent in the gateway itself, upstream waits excluded, in milliseconds"
+    )
 
 
 class Generation(Open):

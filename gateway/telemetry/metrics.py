@@ -42,15 +42,6 @@ class _Bound:
     cost: Any
 
 
-def overhead_ms(record: RequestRecord) -> float | None:
-    """Time to the first byte (or the whole answer) not spent waiting on an upstream."""
-    if not record.attempts:
-        return None
-    waited = sum(float(a.get("elapsed_ms") or 0.0) for a in record.attempts if not a.get("hedge"))
-    reference = record.ttft_ms if record.ttft_ms is not None else record.latency_ms
-    return max(0.0, reference - waited)
-
-
 class RequestMetrics:
     """Counters and histograms per model, deployment and status; a record sink."""
 
@@ -80,7 +71,7 @@ class RequestMetrics:
         )
         self.overhead = Histogram(
             "gateway_overhead_seconds",
-            "Time to first byte not spent waiting on upstreams",
+            "Time spent in the gateway itself, upstream and client waits excluded",
             by_model,
             buckets=OVERHEAD_BUCKETS_S,
             registry=registry,
@@ -119,9 +110,8 @@ class RequestMetrics:
         bound.latency.observe(record.latency_ms / 1000)
         if record.ttft_ms is not None:
             bound.ttft.observe(record.ttft_ms / 1000)
-        overhead = overhead_ms(record)
-        if overhead is not None:
-            bound.overhead.observe(overhead / 1000)
+        if record.overhead_ms is not None:
+            bound.overhead.observe(record.overhead_ms / 1000)
         bound.input_tokens.inc(record.prompt_tokens)
         bound.output_tokens.inc(record.completion_tokens)
         bound.cost.inc(record.cost_usd)
