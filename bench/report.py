@@ -15,7 +15,7 @@ import orjson
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
-_LIBRARIES = ("aiohttp", "httpx", "uvicorn", "uvloop", "httptools", "starlette", "sse-starlette", "orjson")
+_LIBRARIES = ("aiohttp", "httpx", "uvicorn", "uvloop", "httptools", "starlette", "orjson")
 
 
 def _cpu_model() -> str | None:

@@ -39,7 +39,6 @@ from gateway.browser_guard import BrowserGuard, split_list
 from gateway.config import GatewayConfig
 from gateway.dashboard.pages import dashboard_routes
 from gateway.errors import GatewayError, error_response
-from gateway.lifecycle import stop_sse_starlette_cutting_streams
 from gateway.middleware import RequestIdMiddleware
 from gateway.readiness import ready
 from gateway.routes.chat import chat_completions
@@ -140,7 +139,6 @@ def create_app(settings: Settings, config: GatewayConfig) -> ASGIApp:
             runtime.lifecycle.uninstall()
             await runtime.aclose()
 
-    stop_sse_starlette_cutting_streams()
     routes: list[BaseRoute] = [
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
         Route("/v1/embeddings", embeddings, methods=["POST"]),

@@ -14,8 +14,6 @@ ledger.
 The signal handler wraps the one uvicorn installed (it is installed in the lifespan,
 after uvicorn's), so uvicorn's own shutdown is unchanged; only the main thread can
 own signals, so servers run in other threads (tests) call `begin_shutdown` directly.
-sse-starlette's own reaction to the signal (cancel every stream at once) is turned
-off, since it would cut the streams this class lets finish.
 """
 
 from __future__ import annotations
@@ -31,13 +29,6 @@ log = logging.getLogger("gateway")
 
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
 HARD_TIMEOUT_SLACK_S = 5.0
-
-
-def stop_sse_starlette_cutting_streams() -> None:
-    """sse-starlette cancels every open stream when uvicorn's exit flag is set; we end them ourselves."""
-    from sse_starlette.sse import AppStatus
-
-    AppStatus.disable_automatic_graceful_drain()
 
 
 def hard_timeout_s(drain_s: float, timeout_s: float) -> float:

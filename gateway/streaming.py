@@ -1,9 +1,9 @@
 """Relaying an upstream stream to the client as Server-Sent Events.
 
 Each upstream chunk is rewritten (our request id, the model name the client asked
-for, the provider that answered) and sent as soon as it arrives; sse-starlette awaits
-every send, so a slow client slows our reads of the upstream instead of filling
-memory. Usage is always requested upstream; the client sees one usage chunk (with
+for, the provider that answered) and sent as soon as it arrives; the response
+(`gateway.sse_response`) awaits every send, so a slow client slows our reads of the
+upstream instead of filling memory. Usage is always requested upstream; the client sees one usage chunk (with
 `cost`) at the end, and only if it asked for it.
 
 Once content has gone out the status is 200 and cannot change, so a failure after
@@ -104,7 +104,7 @@ class StreamContext:
     on_finish: Callable[[dict[str, Any], str], None] | None = None
 
     async def on_client_close(self, message: Any) -> None:
-        """sse-starlette calls this when the client disconnects.
+        """The response (`gateway.sse_response`) calls this when the client disconnects.
 
         The relay checks the flag on every chunk. It cannot rely on being cancelled:
         when the upstream floods and sends to a dead client return at once, the relay

@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
-from sse_starlette import EventSourceResponse
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -21,24 +20,17 @@ from gateway.pipeline import Admitted, admit_chat, complete_chat, open_stream
 from gateway.request_body import ChatCompletionRequest, read_json_object, validate
 from gateway.routing import fill_model
 from gateway.runtime import Runtime
+from gateway.sse_response import SSEResponse
 from gateway.streaming import relay
-
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 def event_stream(
     body: AsyncIterator[bytes],
     headers: dict[str, str],
     on_close: Callable[[Any], Awaitable[None]],
-) -> EventSourceResponse:
+) -> SSEResponse:
     """An SSE response whose keep-alives come from the relay (only while the first token is awaited)."""
-    return EventSourceResponse(
-        body,
-        headers={**SSE_HEADERS, **headers},
-        ping=0,
-        client_close_handler_callable=on_close,
-        sep="\n",
-    )
+    return SSEResponse(body, headers, on_close)
 
 
 async def chat_completions(request: Request) -> Response:
