@@ -39,6 +39,7 @@ from gateway.browser_guard import BrowserGuard, split_list
 from gateway.config import GatewayConfig
 from gateway.dashboard.pages import dashboard_routes
 from gateway.errors import GatewayError, error_response
+from gateway.hot_routes import HotRoutes
 from gateway.middleware import RequestIdMiddleware
 from gateway.readiness import ready
 from gateway.routes.chat import chat_completions
@@ -113,6 +114,16 @@ def _by_method(endpoints: dict[str, Callable[[Request], Awaitable[Response]]]) -
     return endpoint
 
 
+# The proxied endpoints: routed by FastAPI too (405s, /openapi.json), but served by `HotRoutes`.
+_PROXIED = (
+    ("/v1/chat/completions", chat_completions),
+    ("/v1/embeddings", embeddings),
+    ("/v1/responses", create_response),
+    ("/v1/messages", create_message),
+    ("/v1/completions", completions),
+)
+
+
 def create_app(settings: Settings, config: GatewayConfig) -> ASGIApp:
     """The ASGI app; the request-id middleware wraps everything so even a 500 carries the id."""
 
@@ -140,11 +151,7 @@ def create_app(settings: Settings, config: GatewayConfig) -> ASGIApp:
             await runtime.aclose()
 
     routes: list[BaseRoute] = [
-        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
-        Route("/v1/embeddings", embeddings, methods=["POST"]),
-        Route("/v1/responses", create_response, methods=["POST"]),
-        Route("/v1/messages", create_message, methods=["POST"]),
-        Route("/v1/completions", completions, methods=["POST"]),
+        *(Route(path, endpoint, methods=["POST"]) for path, endpoint in _PROXIED),
         Route("/v1/responses/{response_id}", get_response, methods=["GET"]),
         Route("/v1/responses/{response_id}", delete_response, methods=["DELETE"]),
         Route("/v1/models", list_models, methods=["GET"]),
@@ -160,10 +167,15 @@ def create_app(settings: Settings, config: GatewayConfig) -> ASGIApp:
         *docs_routes(),
     ]
     routes = _one_route_per_path(routes)
+    handlers: dict[Any, Any] = {
+        GatewayError: _gateway_error,
+        HTTPException: _http_error,
+        Exception: _unexpected,
+    }
     app = FastAPI(
         title=TITLE,
         routes=routes,
-        exception_handlers={GatewayError: _gateway_error, HTTPException: _http_error, Exception: _unexpected},
+        exception_handlers=handlers,
         lifespan=lifespan,
         openapi_url=None,  # served by gateway.api_schema.docs, from the stubs, not from these routes
         docs_url=None,
@@ -172,7 +184,8 @@ def create_app(settings: Settings, config: GatewayConfig) -> ASGIApp:
         # and metrics would double them and cost every request; bodies are capped by request_body.
         telemetry=_NO_FASTAPI_TELEMETRY,
     )
-    inner: ASGIApp = TracingMiddleware(AccountsMiddleware(app, settings))
+    hot = HotRoutes(app, {("POST", path): endpoint for path, endpoint in _PROXIED}, handlers)
+    inner: ASGIApp = TracingMiddleware(AccountsMiddleware(hot, settings))
     origins = split_list(settings.cors_origins)
     if origins:  # no CORS headers at all unless origins are configured
         inner = CORSMiddleware(inner, allow_origins=list(origins), allow_methods=["*"], allow_headers=["*"])
