@@ -45,8 +45,10 @@ serve: $(STAMP) $(CHARTS)
 # Two workers (pytest-xdist) in random order (pytest-randomly; the seed is printed,
 # re-run an order with PYTEST_ARGS=--randomly-seed=N).
 TEST_WORKERS ?= 2
+# Then a few seconds of bench.compare: its figures in the log, so a regression shows; never judged.
 test: $(STAMP) $(CHARTS) browser tools
 	$(BIN)/pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
+	$(BIN)/python -m bench.compare --smoke
 
 # Mutation testing over the fast unit tests ([tool.mutmut] in pyproject.toml, docs/mutation.md).
 # MUTATE picks mutants by name, e.g. MUTATE='router_policies.breaker*'; empty runs them all.
@@ -60,8 +62,10 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy providers router_policies gateway rag
 
+# Direct vs gateway vs the LiteLLM proxy (its own venv, bench/.venv-litellm, made on first use):
+# closed and open loop, RSS; the table and plot go into bench/README.md. About 15 minutes.
 bench: $(STAMP)
-	$(BIN)/python -m bench.added_latency
+	$(BIN)/python -m bench.compare
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache mutants

@@ -22,8 +22,8 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import aiohttp
@@ -47,12 +47,22 @@ class Target:
     url: str
     body_nonstream: bytes
     body_stream: bytes
+    json_headers: Mapping[str, str] = field(default_factory=lambda: _JSON_HEADERS)
+    sse_headers: Mapping[str, str] = field(default_factory=lambda: _SSE_HEADERS)
 
     @classmethod
-    def for_model(cls, name: str, url: str, model: str) -> Target:
+    def for_model(cls, name: str, url: str, model: str, api_key: str | None = None) -> Target:
         base: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": PROMPT}]}
         stream = {**base, "stream": True, "stream_options": {"include_usage": True}}
-        return cls(name, url, orjson.dumps(base), orjson.dumps(stream))
+        auth = {"authorization": f"Bearer {api_key}"} if api_key else {}
+        return cls(
+            name,
+            url,
+            orjson.dumps(base),
+            orjson.dumps(stream),
+            {**_JSON_HEADERS, **auth},
+            {**_SSE_HEADERS, **auth},
+        )
 
 
 class RequestFailed(Exception):
@@ -95,7 +105,7 @@ def _has_delta_content(chunk: Any) -> bool:
 async def call_nonstream(session: aiohttp.ClientSession, target: Target) -> tuple[float, float | None]:
     """Total latency (ms) of one non-streaming completion, request sent to body read."""
     start = time.perf_counter()
-    async with session.post(target.url, data=target.body_nonstream, headers=_JSON_HEADERS) as response:
+    async with session.post(target.url, data=target.body_nonstream, headers=target.json_headers) as response:
         data = await response.read()
     total_ms = (time.perf_counter() - start) * 1000
     if response.status != 200:
@@ -130,7 +140,7 @@ async def call_stream(
     done = False
     contents = 0
     parse_all = chunk_times is not None or disconnect_after is not None
-    async with session.post(target.url, data=target.body_stream, headers=_SSE_HEADERS) as response:
+    async with session.post(target.url, data=target.body_stream, headers=target.sse_headers) as response:
         if response.status != 200:
             raise RequestFailed(f"http_{response.status}", _text(await response.read()))
         async for line in response.content:  # read to the end of the body, even after [DONE]

@@ -198,12 +198,15 @@ def _gateway_command() -> list[str]:
     return [sys.executable, "-m", "gateway.cli"]
 
 
-def start_gateway(workdir: Path, config_text: str, http_client: str) -> tuple[Proc, str]:
+def start_gateway(
+    workdir: Path, config_text: str, http_client: str, extra_env: dict[str, str] | None = None
+) -> tuple[Proc, str]:
     """Start `gateway serve` on a free loopback port; return it and its root URL once /health answers."""
     config_path = workdir / f"gateway-{http_client}.yaml"
     config_path.write_text(config_text, encoding="utf-8")
     command = [*_gateway_command(), "serve", "--config", str(config_path), "--host", "127.0.0.1", "--port"]
-    return start_server(workdir, f"gateway-{http_client}", command, gateway_env(http_client))
+    env = {**gateway_env(http_client), **(extra_env or {})}
+    return start_server(workdir, f"gateway-{http_client}", command, env)
 
 
 def start_passthrough(workdir: Path, upstream_root: str, http_client: str) -> tuple[Proc, str]:
@@ -220,8 +223,9 @@ def start_server(
     env: dict[str, str],
     timeout_s: float = START_TIMEOUT_S,
     attempts: int = 3,
+    health_path: str = "/health",
 ) -> tuple[Proc, str]:
-    """Run `command + [port]` on a free loopback port; return it and its root URL once /health answers.
+    """Run `command + [port]` on a free loopback port; return it and its root URL once `health_path` answers.
 
     The port is picked by binding port 0 and releasing it, so another process may take
     it first; a server that exits while starting because of that is retried on a new port.
@@ -244,7 +248,7 @@ def start_server(
         proc = Proc(name, popen, log_path)
         root = f"http://127.0.0.1:{port}"
         try:
-            wait_healthy(proc, root + "/health", timeout_s)
+            wait_healthy(proc, root + health_path, timeout_s)
         except StartError as exc:
             exited = popen.poll() is not None
             proc.stop()
