@@ -9,6 +9,10 @@ breaker, its failure opens it again.
 
 Times are clock seconds (wall clock by default) so that an opening can be shared with
 other replicas through the state store, which sets `open_until` directly.
+
+A `shared` breaker (the Redis store sets it while Redis answers) half-opens only on the
+replica holding the probe lease (`lease`): every other replica keeps treating it as open
+until the probe's result reaches it, so N replicas send one probe, not N.
 """
 
 from __future__ import annotations
@@ -26,7 +30,16 @@ class BreakerSettings:
 
 
 class CircuitBreaker:
-    __slots__ = ("_probing", "failures", "open_until", "opened_times", "reason", "settings")
+    __slots__ = (
+        "_probing",
+        "failures",
+        "lease",
+        "open_until",
+        "opened_times",
+        "reason",
+        "settings",
+        "shared",
+    )
 
     def __init__(self, settings: BreakerSettings | None = None) -> None:
         self.settings = settings or BreakerSettings()
@@ -35,11 +48,19 @@ class CircuitBreaker:
         self.opened_times = 0
         self.reason = ""
         self._probing = False
+        self.shared = False  # half-open only with the probe lease (set by a shared store)
+        self.lease = False  # this replica may send the probe
+
+    @property
+    def probing(self) -> bool:
+        return self._probing
 
     def state(self, now: float) -> str:
         if self.open_until == 0.0:
             return CLOSED
-        return OPEN if now < self.open_until else HALF_OPEN
+        if now < self.open_until or (self.shared and not self.lease):
+            return OPEN
+        return HALF_OPEN
 
     def allows(self, now: float) -> bool:
         """May a request go to this deployment now? (Half-open: only if no probe is out.)"""
@@ -56,6 +77,7 @@ class CircuitBreaker:
         self.opened_times = 0
         self.reason = ""
         self._probing = False
+        self.lease = False
 
     def on_release(self) -> None:
         """The attempt ended without a verdict (cancelled): free the probe slot."""
@@ -66,6 +88,7 @@ class CircuitBreaker:
         self.failures += 1
         was_half_open = self.state(now) == HALF_OPEN
         self._probing = False
+        self.lease = False
         if retry_after_s is not None and retry_after_s > 0:
             return self.open_for(now, retry_after_s, f"{reason}; Retry-After {retry_after_s:g}s")
         if was_half_open or self.failures >= self.settings.failure_threshold:
@@ -82,9 +105,19 @@ class CircuitBreaker:
         self.reason = reason
         return True
 
-    def adopt(self, open_until: float, reason: str) -> None:
-        """Take an opening published by another replica, if it reaches further than ours."""
+    def due(self, now: float) -> bool:
+        """Opened and its time is up: a probe (or another replica's result) is awaited."""
+        return self.open_until != 0.0 and now >= self.open_until
+
+    def adopt(self, open_until: float, reason: str, opened_times: int = 0) -> None:
+        """Take an opening published by another replica, if it reaches further than ours.
+
+        Its count of openings comes along, so whichever replica probes next backs off as
+        long as the one that opened it would have.
+        """
         if open_until > self.open_until:
             self.open_until = open_until
             self.reason = reason
+            self.opened_times = max(self.opened_times, opened_times)
             self._probing = False
+            self.lease = False

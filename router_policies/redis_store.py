@@ -2,21 +2,43 @@
 
 Reads on a request's path never touch the network: they come from the local state
 this class inherits. A background task syncs every `sync_interval_s` in one
-pipelined round trip: it pushes this replica's new samples and in-flight counts and
-reads back every replica's samples, in-flight counts and breaker openings. A breaker
-that opens here is also published at once (fire and forget, bounded by a timeout),
-so other replicas stop sending to that deployment within one sync interval.
+pipelined round trip: it pushes this replica's new samples, in-flight counts and
+upstream readings, and reads back every replica's. A breaker that opens or closes
+here is also published at once (fire and forget, bounded by a timeout), so other
+replicas follow within one sync interval.
 
-If Redis goes away the replica keeps routing on its local state, logs it once, and
-keeps trying on every sync; when Redis answers again it logs that and shares again.
-Recovery is per replica: each one's breaker half-opens and probes on its own.
+What is shared, and how:
+- Samples and in-flight counts: each replica's, summed or merged by every other.
+- Breakers: an opening (a 429/503's Retry-After included) is seen by all, with its count
+  of openings so the next back-off is the same whoever probes. When its time is up one
+  replica takes the probe lease (`SET NX PX`, renewed while the probe is out, so it
+  expires if the prober dies) and sends the one probe; the others keep the deployment
+  open until its result arrives: success publishes a "closed" marker and every replica
+  closes; failure publishes the next opening and every replica adopts it.
+- Upstream rate limits (`x-ratelimit-*`): the newest reading per deployment, with its
+  time, so its reset expires it for everyone; a replica that never called a deployment
+  still steers away from a nearly spent limit.
+- vLLM load: one replica at a time scrapes each server (a lease per provider, taken by
+  the scraper each interval and given up when the scrape fails) and publishes the
+  reading; the others read it. Scraping once instead of N times keeps N replicas off the
+  server's own /metrics handler, which runs in the process that serves tokens, and
+  every replica decides on the same reading.
+- Prompt-cache stickiness: see the `sticky` key below.
+
+If Redis goes away the replica keeps routing on its local state (and its breakers
+probe on their own again), logs it once, and keeps trying on every sync; when Redis
+answers again it logs that and shares again.
 
 Keys (prefix `gw` by default): `…:samples:<deployment>` (list of encoded samples,
 trimmed and expiring with the window), `…:inflight:<deployment>` (hash: replica →
-"count|time"), `…:breaker:<deployment>` ("open_until|reason", expiring when it closes),
-`…:sticky` (a stream of prompt-prefix → deployment answers, capped in length: each
-sync appends this replica's new ones and reads those added since its last read, so a
-prompt cached through one replica is steered there by all).
+"count|time"), `…:breaker:<deployment>` ("open_until|openings|reason", expiring when it
+closes), `…:probe:<deployment>` (the probe lease: the replica holding it),
+`…:closed:<deployment>` (when a probe last succeeded), `…:ratelimit` (hash: deployment →
+"time|reading"), `…:load` (hash: provider → "time|waiting|running|kv"),
+`…:scraper:<provider>` (the scrape lease), `…:sticky` (a stream of prompt-prefix →
+deployment answers, capped in length: each sync appends this replica's new ones and
+reads those added since its last read, so a prompt cached through one replica is
+steered there by all).
 """
 
 from __future__ import annotations
@@ -31,13 +53,18 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from router_policies.stats import DEFAULT_MAX_SAMPLES, Sample
+from providers.types import RateLimitInfo, Usage
+from router_policies import shared_state as wire
+from router_policies.stats import DEFAULT_MAX_SAMPLES, Sample, ServerLoad
 from router_policies.stickiness import MAX_ENTRIES
 from router_policies.store import DeploymentState, LocalStore
 
 log = logging.getLogger("router_policies.redis_store")
 
 _FAILURES = (RedisError, OSError, TimeoutError)
+READINGS_TTL_MS = 600_000  # the reading hashes outlive any reset window worth steering by
+CLOSED_TTL_MS = 60_000  # how long a probe's success stays readable by replicas that wait for it
+_PER_IDENT = 3  # reads per deployment in a sync: samples, in-flight, opening
 
 
 class RedisStore(LocalStore):
@@ -56,12 +83,20 @@ class RedisStore(LocalStore):
         self.prefix = prefix
         self.sync_interval_s = sync_interval_s
         self.op_timeout_s = op_timeout_s
+        # Long enough to be renewed several times by a live prober, short enough that a dead
+        # one holds the others back for a moment only.
+        self.probe_lease_s = max(2.0, 4 * sync_interval_s)
         self.replica = uuid.uuid4().hex[:12]
         self.healthy: bool | None = None  # None until the first sync
         self._redis = aioredis.from_url(
             url, socket_timeout=op_timeout_s, socket_connect_timeout=op_timeout_s, decode_responses=True
         )
-        self._unpublished: set[str] = set()
+        self._unpublished: set[str] = set()  # openings
+        self._closings: dict[str, float] = {}  # deployment → when a probe closed it here
+        self._releases: set[str] = set()  # probe leases to give back
+        self._lease_at: dict[str, float] = {}  # deployment → when this replica took its probe lease
+        self._limits_pending: set[str] = set()
+        self._loads_pending: set[str] = set()
         self._publishing: asyncio.Task[None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._known: set[str] = set()
@@ -76,6 +111,49 @@ class RedisStore(LocalStore):
 
     def _key(self, kind: str, ident: str) -> str:
         return f"{self.prefix}:{kind}:{ident}"
+
+    def _created(self, state: DeploymentState) -> None:
+        state.breaker.shared = self.healthy is True
+
+    # -- what the request path reports: noted in memory, sent by the sync ------------------
+
+    def succeeded(self, deployment_id: str) -> None:
+        breaker = self.state(deployment_id).breaker
+        was_open, had_lease = breaker.open_until != 0.0, breaker.lease
+        super().succeeded(deployment_id)
+        if was_open:
+            self._closings[deployment_id] = self.now()
+            self._lease_done(deployment_id, had_lease)
+            self._publish_soon()
+
+    def failed(self, deployment_id: str, retry_after_s: float | None, reason: str, counts: bool) -> None:
+        breaker = self.state(deployment_id).breaker
+        had_lease = breaker.lease
+        super().failed(deployment_id, retry_after_s, reason, counts)
+        if had_lease and not breaker.lease:
+            self._lease_done(deployment_id, True)
+            self._publish_soon()
+
+    def _lease_done(self, deployment_id: str, had_lease: bool) -> None:
+        self._lease_at.pop(deployment_id, None)
+        if had_lease:
+            self._releases.add(deployment_id)
+
+    def finished(
+        self,
+        deployment_id: str,
+        ttft_ms: float,
+        tokens_per_s: float | None,
+        rate_limit: RateLimitInfo | None,
+        usage: Usage | None = None,
+    ) -> None:
+        super().finished(deployment_id, ttft_ms, tokens_per_s, rate_limit, usage)
+        if rate_limit is not None and not rate_limit.is_empty():
+            self._limits_pending.add(deployment_id)
+
+    def set_load(self, provider: str, load: ServerLoad) -> None:
+        super().set_load(provider, load)
+        self._loads_pending.add(provider)
 
     # -- prompt-cache stickiness: appended and read on each sync ------------------------------
 
@@ -104,24 +182,42 @@ class RedisStore(LocalStore):
                 continue
             self._sticky_seen = entry_id
 
-    # -- breaker openings: published at once ---------------------------------------------
+    # -- breakers: openings, closings and probe leases published at once -----------------------
 
     def breaker_opened(self, deployment_id: str, state: DeploymentState) -> None:
         self._unpublished.add(deployment_id)
+        self._publish_soon()
+
+    def _publish_soon(self) -> None:
         if self.healthy is not False and (self._publishing is None or self._publishing.done()):
             with contextlib.suppress(RuntimeError):  # no running loop: the next sync publishes
                 self._publishing = asyncio.get_running_loop().create_task(self._publish_now())
 
-    def _queue_breakers(self, pipe: Any) -> list[str]:
+    def _queue_breakers(self, pipe: Any) -> tuple[list[str], list[str], list[str]]:
+        """Openings, then closings, then lease releases: a replica waiting for a probe's result
+        never sees the lease gone before the result is there."""
         now = self.now()
-        sent = []
-        for ident in list(self._unpublished):
+        opened = list(self._unpublished)
+        for ident in opened:
             breaker = self.state(ident).breaker
             ttl_ms = int((breaker.open_until - now) * 1000)
             if ttl_ms > 0:
-                pipe.set(self._key("breaker", ident), f"{breaker.open_until:.3f}|{breaker.reason}", px=ttl_ms)
-            sent.append(ident)
-        return sent
+                value = wire.encode_opening(breaker.open_until, breaker.opened_times, breaker.reason)
+                pipe.set(self._key("breaker", ident), value, px=ttl_ms)
+        closed = list(self._closings)
+        for ident in closed:
+            pipe.set(self._key("closed", ident), f"{self._closings[ident]:.3f}", px=CLOSED_TTL_MS)
+        released = list(self._releases)
+        for ident in released:
+            pipe.eval(wire.RELEASE, 1, self._key("probe", ident), self.replica)
+        return opened, closed, released
+
+    def _published(self, sent: tuple[list[str], list[str], list[str]]) -> None:
+        opened, closed, released = sent
+        self._unpublished.difference_update(opened)
+        for ident in closed:
+            self._closings.pop(ident, None)
+        self._releases.difference_update(released)
 
     async def _publish_now(self) -> None:
         pipe = self._redis.pipeline(transaction=False)
@@ -131,9 +227,109 @@ class RedisStore(LocalStore):
         except _FAILURES as error:
             self._went_away(error)
             return
-        self._unpublished.difference_update(sent)
+        self._published(sent)
+
+    def _queue_probes(self, pipe: Any) -> list[str]:
+        """Every shared breaker whose open time is up asks who probes (see `PROBE`)."""
+        now = self.now()
+        due = []
+        for ident, state in self.states().items():
+            breaker = state.breaker
+            if not (breaker.shared and breaker.due(now)):
+                continue
+            taken_at = self._lease_at.get(ident)
+            keep = breaker.probing or (taken_at is not None and now - taken_at < self.probe_lease_s)
+            pipe.eval(
+                wire.PROBE,
+                3,
+                self._key("breaker", ident),
+                self._key("closed", ident),
+                self._key("probe", ident),
+                self.replica,
+                f"{breaker.open_until:.3f}",
+                int(self.probe_lease_s * 1000),
+                "1" if keep else "0",
+            )
+            due.append(ident)
+        return due
+
+    def _apply_probes(self, due: list[str], results: list[Any]) -> None:
+        now = self.now()
+        for ident, (verdict, value) in zip(due, results, strict=True):
+            breaker = self.state(ident).breaker
+            if verdict == "open":
+                self._adopt(breaker, value)
+            elif verdict == "closed":
+                breaker.on_success()
+                self._lease_at.pop(ident, None)
+            elif verdict == "probe":
+                if not breaker.lease:
+                    self._lease_at[ident] = now
+                breaker.lease = True
+            else:
+                breaker.lease = False
+                self._lease_at.pop(ident, None)
+
+    @staticmethod
+    def _adopt(breaker: Any, value: str | None) -> None:
+        opening = wire.decode_opening(value) if value else None
+        if opening is not None:
+            until, times, reason = opening
+            breaker.adopt(until, f"{reason} (seen by another replica)", times)
+
+    # -- scraping vLLM /metrics: one replica at a time -----------------------------------------
+
+    async def claim_scrape(self, provider: str, ttl_s: float) -> bool:
+        """Take or renew the scrape lease; with Redis away every replica scrapes for itself."""
+        try:
+            got = await asyncio.wait_for(
+                self._redis.eval(
+                    wire.CLAIM, 1, self._key("scraper", provider), self.replica, int(ttl_s * 1000)
+                ),
+                self.op_timeout_s,
+            )
+        except _FAILURES:
+            return True
+        return bool(got)
+
+    async def release_scrape(self, provider: str) -> None:
+        """Give the lease up (this replica could not read the server): another may do better."""
+        with contextlib.suppress(*_FAILURES):
+            await asyncio.wait_for(
+                self._redis.eval(wire.RELEASE, 1, self._key("scraper", provider), self.replica),
+                self.op_timeout_s,
+            )
 
     # -- the background sync ---------------------------------------------------------------
+
+    def _queue_readings(self, pipe: Any) -> tuple[list[str], list[str]]:
+        limits = [i for i in self._limits_pending if self.state(i).rate_limit is not None]
+        for ident in limits:
+            reading = self.state(ident).rate_limit
+            assert reading is not None
+            at, payload = wire.encode_rate_limit(reading)
+            pipe.eval(wire.NEWER, 1, f"{self.prefix}:ratelimit", ident, at, payload, READINGS_TTL_MS)
+        loads = [p for p in self._loads_pending if p in self._loads]
+        for provider in loads:
+            at, payload = wire.encode_load(self._loads[provider])
+            pipe.eval(wire.NEWER, 1, f"{self.prefix}:load", provider, at, payload, READINGS_TTL_MS)
+        pipe.hgetall(f"{self.prefix}:ratelimit")
+        pipe.hgetall(f"{self.prefix}:load")
+        return limits, loads
+
+    def _apply_readings(self, idents: set[str], limits: dict[str, str], loads: dict[str, str]) -> None:
+        """The newest reading wins, ours or another replica's."""
+        for ident, value in (limits or {}).items():
+            reading = wire.decode_rate_limit(value) if ident in idents else None
+            if reading is not None:
+                state = self.state(ident)
+                if state.rate_limit is None or reading.at > state.rate_limit.at:
+                    state.rate_limit = reading
+        for provider, value in (loads or {}).items():
+            load = wire.decode_load(value)
+            current = self._loads.get(provider)
+            if load is not None and (current is None or load.at > current.at):
+                self._loads[provider] = load
 
     def _queue_sync(self, pipe: Any, idents: list[str]) -> dict[str, int]:
         now = self.now()
@@ -156,12 +352,11 @@ class RedisStore(LocalStore):
             pipe.get(self._key("breaker", ident))
         return taken
 
-    def _apply(self, idents: list[str], results: list[Any]) -> None:
+    def _apply(self, idents: list[str], reads: list[Any]) -> None:
         now = self.now()
         fresh_s = max(3 * self.sync_interval_s, 2.0)
-        reads = results[len(results) - 3 * len(idents) :]
         for i, ident in enumerate(idents):
-            samples, inflight, breaker = reads[3 * i : 3 * i + 3]
+            samples, inflight, breaker = reads[_PER_IDENT * i : _PER_IDENT * i + _PER_IDENT]
             state = self.state(ident)
             state.window.replace(s for s in map(Sample.decode, samples) if s is not None)
             remote = 0
@@ -170,34 +365,49 @@ class RedisStore(LocalStore):
                 if replica != self.replica and at and now - float(at) < fresh_s:
                     remote += int(count)
             state.remote_in_flight = remote
-            if breaker:
-                until, _, reason = breaker.partition("|")
-                state.breaker.adopt(float(until), f"{reason} (seen by another replica)")
+            self._adopt(state.breaker, breaker)
 
     async def sync_once(self) -> bool:
         """One pipelined round trip; False (and local state only) when Redis is away."""
         idents = sorted(self._known | set(self.states()))
         pipe = self._redis.pipeline(transaction=False)
         published = self._queue_breakers(pipe)
+        limits, loads = self._queue_readings(pipe)
+        at_hashes = len(pipe) - 2
         taken = self._queue_sync(pipe, idents)
+        at_reads = len(pipe) - _PER_IDENT * len(idents)
+        due = self._queue_probes(pipe)
+        at_probes = len(pipe) - len(due)
         sticky_taken = self._queue_sticky(pipe)
         try:
             results = await asyncio.wait_for(pipe.execute(), self.op_timeout_s)
         except _FAILURES as error:
             self._went_away(error)
             return False
-        self._unpublished.difference_update(published)
+        self._published(published)
+        self._limits_pending.difference_update(limits)
+        self._loads_pending.difference_update(loads)
         for ident, count in taken.items():
             del self.state(ident).pending[:count]
         del self._sticky_pending[:sticky_taken]
-        self._apply(idents, results[:-1])
-        self._apply_sticky(results[-1])
+        limit_hash, load_hash = results[at_hashes : at_hashes + 2]
+        reads = results[at_reads : at_reads + _PER_IDENT * len(idents)]
+        probes = results[at_probes : at_probes + len(due)]
+        sticky = results[-1]
+        self._apply(idents, reads)
+        self._apply_readings(set(idents), limit_hash, load_hash)
+        self._apply_sticky(sticky)
+        self._became_healthy()
+        self._apply_probes(due, probes)
+        return True
+
+    def _became_healthy(self) -> None:
         if self.healthy is not True:
             log.info(
                 "Redis at %s reachable: routing state is shared (replica %s)", self._safe_url(), self.replica
             )
+            self._share_breakers(True)
         self.healthy = True
-        return True
 
     def _went_away(self, error: BaseException) -> None:
         if self.healthy is not False:
@@ -206,7 +416,17 @@ class RedisStore(LocalStore):
                 self._safe_url(),
                 type(error).__name__,
             )
+            self._share_breakers(False)
         self.healthy = False
+
+    def _share_breakers(self, shared: bool) -> None:
+        """With Redis, half-open breakers wait for the one probe; without, each replica probes."""
+        for state in self.states().values():
+            state.breaker.shared = shared
+            if not shared:
+                state.breaker.lease = False
+        if not shared:
+            self._lease_at.clear()
 
     def _safe_url(self) -> str:
         """The URL without credentials, for logs."""

@@ -5,7 +5,8 @@ keeps the prompt-cache stickiness table (prefix key → the deployment that serv
 request's path is answered from memory (`state()`, `load()`): scoring must never wait
 on the network. `LocalStore` is the whole story for one process; `RedisStore`
 (redis_store.py) extends it by syncing with Redis in the background, so every replica
-sees the others' samples, in-flight counts and breaker openings.
+sees the others' samples, in-flight counts, breakers (and who probes a half-open one),
+upstream rate-limit readings and vLLM load.
 """
 
 from __future__ import annotations
@@ -47,6 +48,10 @@ class StateStore(Protocol):
     def load(self, provider: str) -> ServerLoad | None: ...
 
     def set_load(self, provider: str, load: ServerLoad) -> None: ...
+
+    async def claim_scrape(self, provider: str, ttl_s: float) -> bool: ...
+
+    async def release_scrape(self, provider: str) -> None: ...
 
     def started(self, deployment_id: str) -> None: ...
 
@@ -106,7 +111,11 @@ class LocalStore:
                 RollingWindow(self.window_s, clock=self._clock), CircuitBreaker(self.breaker_settings)
             )
             self._states[deployment_id] = state
+            self._created(state)
         return state
+
+    def _created(self, state: DeploymentState) -> None:
+        """Hook for stores that configure new state (the Redis store shares its breaker)."""
 
     def track(self, deployment_ids: Iterable[str]) -> None:
         """Create state for these deployments up front (the Redis store syncs them all)."""
@@ -121,6 +130,13 @@ class LocalStore:
 
     def set_load(self, provider: str, load: ServerLoad) -> None:
         self._loads[provider] = load
+
+    async def claim_scrape(self, provider: str, ttl_s: float) -> bool:
+        """Should this replica read `provider`'s /metrics now? Alone, always."""
+        return True
+
+    async def release_scrape(self, provider: str) -> None:
+        return None
 
     def started(self, deployment_id: str) -> None:
         state = self.state(deployment_id)

@@ -4,7 +4,10 @@ vLLM queues requests once its running batch is full, so `vllm:num_requests_waiti
 above zero (or a nearly full KV cache) means the server is at capacity: the router
 then treats it as busy and sends new requests to the cloud before the queue grows.
 A background task per gateway reads every server on an interval; the request path
-only reads the last values from the state store. Both the older
+only reads the last values from the state store. With many replicas sharing a Redis
+store, one replica at a time reads each server (the store's scrape lease, held for
+three intervals and renewed on each) and the others take its reading from the store;
+a replica that cannot reach the server gives the lease up so another may try. Both the older
 (`gpu_cache_usage_perc`) and newer (`kv_cache_usage_perc`) gauge names are read.
 """
 
@@ -82,6 +85,12 @@ class MetricsScraper:
         await asyncio.gather(*(self._scrape(t) for t in self.targets))
 
     async def _scrape(self, target: MetricsTarget) -> None:
+        if not await self.store.claim_scrape(target.provider, max(3 * self.interval_s, 2.0)):
+            return  # another replica reads this server and shares its reading
+        if not await self._read(target):
+            await self.store.release_scrape(target.provider)
+
+    async def _read(self, target: MetricsTarget) -> bool:
         try:
             response = await target.transport.get(target.url, target.headers, _TIMEOUTS, target.provider)
             if response.status != 200:
@@ -91,11 +100,12 @@ class MetricsScraper:
             if target.provider not in self._failing:
                 log.warning("cannot read load of %s from %s: %s", target.provider, target.url, error)
                 self._failing.add(target.provider)
-            return
+            return False
         if target.provider in self._failing:
             log.info("reading load of %s again", target.provider)
             self._failing.discard(target.provider)
         self.store.set_load(target.provider, server_load(values, self.store.now()))
+        return True
 
     async def _run(self) -> None:
         while True:
