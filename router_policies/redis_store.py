@@ -206,7 +206,7 @@ class RedisStore(LocalStore):
                 pipe.set(self._key("breaker", ident), value, px=ttl_ms)
         closed = list(self._closings)
         for ident in closed:
-            pipe.set(self._key("closed", ident), f"{self._closings[ident]:.3f}", px=CLOSED_TTL_MS)
+            pipe.set(self._key("closed", ident), repr(self._closings[ident]), px=CLOSED_TTL_MS)
         released = list(self._releases)
         for ident in released:
             pipe.eval(wire.RELEASE, 1, self._key("probe", ident), self.replica)
@@ -246,7 +246,7 @@ class RedisStore(LocalStore):
                 self._key("closed", ident),
                 self._key("probe", ident),
                 self.replica,
-                f"{breaker.open_until:.3f}",
+                repr(breaker.open_until),
                 int(self.probe_lease_s * 1000),
                 "1" if keep else "0",
             )

@@ -6,7 +6,9 @@ when to send what) so each stays small and the formats can be tested without Red
 Readings (an upstream's `x-ratelimit-*` state per deployment, a vLLM server's load per
 provider) live in one hash each, field → "at|payload", and the newest reading wins: a
 replica whose sync lags must not overwrite a fresher reading with its older one, so the
-write is a compare-and-set on `at` in Lua (`NEWER`), atomic on the server.
+write is a compare-and-set on `at` in Lua (`NEWER`), atomic on the server. Times are
+written with `repr` so they read back exactly: a replica must recognise its own opening
+and its own reading as not newer than what it has.
 
 The half-open probe and the vLLM scrape are each done by one replica at a time under a
 lease (`SET NX PX`): `PROBE` decides, in one step on the server, whether this replica
@@ -51,15 +53,19 @@ return 0
 """
 
 # KEYS: opening, closed marker, probe lease; ARGV: replica, local open_until, lease ttl_ms, keep (0/1).
+# An opening no later than ours is the one we wait out (its key may outlive it by a round trip).
 # → {'open', record} a newer opening · {'closed', at} a probe succeeded after our opening
 #   · {'probe', ''} this replica holds the lease · {'wait', ''} another replica probes.
 # A holder that no longer needs the lease (keep = 0: no probe out and none sent for a
 # whole lease) gives it up, so a replica without traffic cannot hold everyone back.
 PROBE = """
+local mine = tonumber(ARGV[2])
 local opening = redis.call('GET', KEYS[1])
-if opening then return {'open', opening} end
+local opened_until = opening and tonumber(string.match(opening, '^([^|]*)'))
+if opened_until and opened_until > mine then return {'open', opening} end
 local closed = redis.call('GET', KEYS[2])
-if closed and tonumber(closed) >= tonumber(ARGV[2]) then return {'closed', closed} end
+local closed_at = closed and tonumber(closed)
+if closed_at and closed_at >= mine then return {'closed', closed} end
 local holder = redis.call('GET', KEYS[3])
 if holder == ARGV[1] then
   if ARGV[4] == '1' then
@@ -80,7 +86,7 @@ _LIMIT_FIELDS = tuple(f.name for f in dataclasses.fields(RateLimitInfo))
 def encode_rate_limit(reading: RateLimitState) -> tuple[str, str]:
     """(at, payload) for `NEWER`."""
     info = reading.info
-    return f"{reading.at:.3f}", orjson.dumps([getattr(info, name) for name in _LIMIT_FIELDS]).decode()
+    return repr(reading.at), orjson.dumps([getattr(info, name) for name in _LIMIT_FIELDS]).decode()
 
 
 def decode_rate_limit(value: str) -> RateLimitState | None:
@@ -98,7 +104,7 @@ def decode_rate_limit(value: str) -> RateLimitState | None:
 
 
 def encode_load(load: ServerLoad) -> tuple[str, str]:
-    return f"{load.at:.3f}", f"{load.waiting:g}|{load.running:g}|{load.kv_cache_usage:g}"
+    return repr(load.at), f"{load.waiting:g}|{load.running:g}|{load.kv_cache_usage:g}"
 
 
 def decode_load(value: str) -> ServerLoad | None:
@@ -110,7 +116,7 @@ def decode_load(value: str) -> ServerLoad | None:
 
 
 def encode_opening(open_until: float, opened_times: int, reason: str) -> str:
-    return f"{open_until:.3f}|{opened_times}|{reason}"
+    return f"{open_until!r}|{opened_times}|{reason}"
 
 
 def decode_opening(value: str) -> tuple[float, int, str] | None:

@@ -77,7 +77,7 @@ async def test_a_rate_limit_seen_by_one_replica_reaches_the_others_and_the_newes
     for other in (b, c):
         reading = other.state(DEP).rate_limit
         assert reading is not None and reading.info == spent
-        assert reading.at == a.state(DEP).rate_limit.at  # the reading keeps its own time
+        assert reading.at == pytest.approx(a.state(DEP).rate_limit.at, abs=1e-5)  # its own time
         assert reading.remaining_fraction(other.now()) == 0.0
 
     plenty = RateLimitInfo(limit_requests=100, remaining_requests=90, reset_requests_s=60.0)
@@ -181,3 +181,24 @@ async def test_one_replica_scrapes_and_every_replica_reads_its_load(replicas) ->
         assert load is not None and (load.waiting, load.running, load.kv_cache_usage) == (4, 8, 0.5)
     await a.release_scrape("twin")  # `a` cannot reach the server: someone else may try
     assert await b.claim_scrape("twin", 5.0)
+
+
+async def test_damaged_values_in_redis_are_ignored_not_taken_for_an_outage(replicas) -> None:
+    (a,) = replicas(1)
+    await sync(a)
+    a.started(DEP)
+    a.failed(DEP, None, "server_error 500", counts=True)
+    until = a.state(DEP).breaker.open_until
+    conn = redis.Redis.from_url(redis_url())
+    prefix = current_namespace()
+    await sync(a)
+    await async_wait_for(lambda: a.now() > until + 0.01, 5.0)
+    conn.set(f"{prefix}:breaker:{DEP}", "garbage", px=60_000)
+    conn.set(f"{prefix}:closed:{DEP}", "garbage", px=60_000)
+    conn.hset(f"{prefix}:ratelimit", DEP, "1|not json")
+    conn.hset(f"{prefix}:load", "twin", "garbage")
+    conn.close()
+    assert await a.sync_once() and a.healthy
+    state = a.state(DEP)
+    assert state.rate_limit is None and a.load("twin") is None
+    assert state.breaker.open_until == until and state.breaker.allows(a.now())  # it may probe

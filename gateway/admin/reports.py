@@ -28,6 +28,7 @@ from gateway.ledger import ledger_page
 from gateway.ledger.aggregates import cache_savings, deployment_stats, key_usage, model_tokens, totals
 from gateway.ledger.queries import BUCKETS, iso
 from gateway.runtime import Runtime
+from router_policies.stats import RateLimitState, ServerLoad
 
 EXPORT_PAGE_ROWS = 1000
 
@@ -53,8 +54,31 @@ async def savings_report(request: Request) -> Response:
     return json_response({**_range(start, end), "bucket": bucket, **savings(rows, runtime.models, hits)})
 
 
+def _rate_limit(reading: RateLimitState | None, now: float) -> dict[str, Any] | None:
+    """The upstream's last `x-ratelimit-*` reading (this replica's or, with Redis, the newest of any)."""
+    if reading is None:
+        return None
+    info = reading.info
+    return {
+        "remaining_fraction": reading.remaining_fraction(now),
+        "remaining_requests": info.remaining_requests,
+        "limit_requests": info.limit_requests,
+        "remaining_tokens": info.remaining_tokens,
+        "limit_tokens": info.limit_tokens,
+        "age_s": round(now - reading.at, 3),
+    }
+
+
+def _server_load(load: ServerLoad | None, now: float) -> dict[str, Any] | None:
+    if load is None:
+        return None
+    return {"waiting": load.waiting, "running": load.running, "kv_cache_usage": load.kv_cache_usage,
+            "age_s": round(now - load.at, 3)}  # fmt: skip
+
+
 def _live(runtime: Runtime) -> dict[str, dict[str, Any]]:
-    """Each configured deployment's breaker and in-flight count right now, from the router's state."""
+    """Each configured deployment's breaker, in-flight count, upstream rate limit and server load
+    right now, from the router's state."""
     store = runtime.routing.store
     now = store.now()
     live: dict[str, dict[str, Any]] = {}
@@ -70,6 +94,8 @@ def _live(runtime: Runtime) -> dict[str, dict[str, Any]]:
                 "breaker": state.breaker.state(now),
                 "breaker_reason": state.breaker.reason or None,
                 "in_flight": state.total_in_flight,
+                "rate_limit": _rate_limit(state.rate_limit, now),
+                "server_load": _server_load(store.load(d.provider), now),
                 "input_price_per_mtok": d.input_price_per_mtok,
                 "output_price_per_mtok": d.output_price_per_mtok,
             }
