@@ -136,3 +136,25 @@ def test_adopting_the_same_opening_changes_nothing():
     b.on_attempt(10.0)
     b.adopt(10.0, "theirs")
     assert b.reason == "mine; Retry-After 10s" and not b.allows(10.0)  # our probe is still out
+
+
+def test_a_shared_breaker_half_opens_only_with_the_probe_lease():
+    b = breaker(1)
+    b.shared = True
+    b.on_failure(0.0, None, "x")  # open until 10
+    assert not b.due(9.9) and b.due(10.0)
+    assert b.state(10.0) == OPEN and not b.allows(10.0)  # another replica may be probing
+    b.lease = True
+    assert b.state(10.0) == HALF_OPEN and b.allows(10.0)
+    b.on_attempt(10.0)
+    assert b.probing and not b.allows(10.0)
+    assert b.on_failure(10.0, None, "x") is True and not b.lease  # reopened: the lease is spent
+    assert b.open_until == 30.0 and not b.allows(30.0)
+
+
+def test_an_adopted_opening_brings_its_count_of_openings():
+    b = breaker(1)
+    b.adopt(10.0, "theirs", opened_times=2)
+    b.on_attempt(10.0)  # not shared (Redis away): this replica probes on its own
+    assert b.on_failure(10.0, None, "x") is True
+    assert b.open_until == 50.0 and b.opened_times == 3  # 10 s doubled twice: the third opening
