@@ -139,3 +139,38 @@ def test_ledger_is_paged_newest_first_and_filterable(db, fake, gateway, tmp_path
     )
     assert [r["request_id"] for r in window.json()["data"]] == ["gen-0004"]
     assert admin.get("/admin/api/ledger", params={"cursor": "%%%"}).status_code == 400
+
+
+def test_pages_cut_through_rows_of_one_time_and_keep_to_the_range(db, fake, gateway, tmp_path):
+    """Seven rows share a time and pages of three cut through them; past a cursor the range's
+    start and end still hold (the rows at the end and a second before the start stay out)."""
+    seed(db)
+    tie = T0 + timedelta(days=20)
+    extra = [_row(200 + i, tie, None, "m4", "p4", 0.01) for i in range(7)] + [
+        _row(210, tie + timedelta(seconds=1), None, "m4", "p4", 0.01),  # at the end: out
+        _row(211, tie - timedelta(seconds=1), None, "m4", "p4", 0.01),  # at the start: in
+        _row(212, tie - timedelta(seconds=2), None, "m4", "p4", 0.01),  # before it: out
+    ]
+
+    async def add() -> None:
+        engine = make_engine(db)
+        async with engine.begin() as connection:
+            await connection.run_sync(write, extra)
+        await engine.dispose()
+
+    asyncio.run(add())
+    admin = start(gateway, fake, db, tmp_path)
+    span = {
+        "start": (tie - timedelta(seconds=1)).isoformat(),
+        "end": (tie + timedelta(seconds=1)).isoformat(),
+    }
+    seen: list[str] = []
+    cursor = None
+    for _ in range(10):
+        params = {**span, "limit": 3, **({"cursor": cursor} if cursor else {})}
+        page = admin.get("/admin/api/ledger", params=params).json()
+        seen += [r["request_id"] for r in page["data"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == [f"gen-{200 + i:04d}" for i in reversed(range(7))] + ["gen-0211"]
