@@ -92,3 +92,30 @@ def test_overhead_reaches_metrics(fake, gateway):
         return sum(float(line.split()[-1]) for line in lines)
 
     assert wait_for(counted) == 1
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_overhead_is_booked_in_the_ledger(fake, gateway, tmp_path, stream):
+    gw = gateway(
+        config_for({"a": fake().url}),
+        database_url=f"sqlite+aiosqlite:///{tmp_path}/g.db",
+        ledger_spool_dir=tmp_path / "spool",
+        admin_key="admin-secret",
+    )
+    auth = {"authorization": "Bearer admin-secret"}
+    body = {"model": "m", "messages": HI, "stream": stream}
+    with httpx.stream(
+        "POST", f"{gw.url}/v1/chat/completions", json=body, headers=auth, timeout=20
+    ) as response:
+        assert response.status_code == 200
+        response.read()
+    request_id = response.headers["x-request-id"]
+
+    def row() -> dict[str, Any] | None:
+        rows = httpx.get(f"{gw.url}/admin/api/ledger", headers=auth).json()["data"]
+        return next((r for r in rows if r["request_id"] == request_id), None)
+
+    booked = wait_for(row)
+    record = httpx.get(f"{gw.url}/v1/generation", params={"id": request_id}, headers=auth).json()["data"]
+    assert booked["overhead_ms"] is not None and booked["overhead_ms"] >= 0
+    assert booked["overhead_ms"] == pytest.approx(record["overhead_ms"])

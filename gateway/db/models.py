@@ -70,6 +70,8 @@ class LedgerRow(Base):
     # Response cache: "hit" / "semantic-hit" / "miss" (null: not cacheable); on a hit, what it saved.
     cache: Mapped[str | None] = mapped_column(String(16), nullable=True)
     cost_saved_usd: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # Time spent in the gateway itself, upstream waits excluded (`x-gateway-overhead-ms`).
+    overhead_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
 
     __table_args__ = (
         Index("ix_ledger_created_at", "created_at"),

@@ -68,6 +68,7 @@ def to_row(record: RequestRecord) -> dict[str, Any]:
         "rag_chunks": record.rag_chunks,
         "cache": record.cache,
         "cost_saved_usd": record.cost_saved_usd,
+        "overhead_ms": record.overhead_ms,
     }
 
 
