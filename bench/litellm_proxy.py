@@ -28,9 +28,11 @@ def ensure_venv(venv: Path = VENV) -> Path:
     stamp = venv / f".installed-{VERSION}"
     if not stamp.exists():
         print(f"creating {venv} with litellm[proxy]=={VERSION} (once)", file=sys.stderr, flush=True)
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        # Without our PYTHONPATH: pip would see the gateway's checkout as installed in the new venv.
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, env=env)
         pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-        subprocess.run([*pip, f"litellm[proxy]=={VERSION}"], check=True)
+        subprocess.run([*pip, f"litellm[proxy]=={VERSION}"], check=True, env=env, cwd=venv)
         stamp.touch()
     return command
 
