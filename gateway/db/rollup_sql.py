@@ -208,7 +208,7 @@ def _cubes() -> Any:
 
 
 def rollup_select(where: ColumnElement[bool]) -> Any:
-    """The roll-up rows of the ledger rows matching `where`, as `COLUMNS`, in roll-up key order."""
+    """The roll-up rows of the ledger rows matching `where` (`KEY_COLUMNS` then `VALUES`), in key order."""
     hourly, cubes = _hourly(where), _cubes()
     h, (cube, grain) = hourly.c, (cubes.c.column1, cubes.c.column2)
     keys = [
