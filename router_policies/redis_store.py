@@ -9,12 +9,11 @@ replicas follow within one sync interval.
 
 What is shared, and how:
 - Samples and in-flight counts: each replica's, summed or merged by every other.
-- Breakers: an opening (a 429/503's Retry-After included) is seen by all, with its count
-  of openings so the next back-off is the same whoever probes. When its time is up one
-  replica takes the probe lease (`SET NX PX`, renewed while the probe is out, so it
-  expires if the prober dies) and sends the one probe; the others keep the deployment
-  open until its result arrives: success publishes a "closed" marker and every replica
-  closes; failure publishes the next opening and every replica adopts it.
+- Breakers (shared_breakers.py): an opening (a 429/503's Retry-After included) is seen by
+  all. When its time is up one replica takes the probe lease (`SET NX PX`, renewed while
+  the probe is out, so it lapses if the prober dies) and sends the one probe; the others
+  keep the deployment open until its result arrives — success closes it everywhere,
+  failure opens it everywhere again with the next back-off.
 - Upstream rate limits (`x-ratelimit-*`): the newest reading per deployment, with its
   time, so its reset expires it for everyone; a replica that never called a deployment
   still steers away from a nearly spent limit.
@@ -55,6 +54,7 @@ from redis.exceptions import RedisError
 
 from providers.types import RateLimitInfo, Usage
 from router_policies import shared_state as wire
+from router_policies.shared_breakers import SharedBreakers, adopt
 from router_policies.stats import DEFAULT_MAX_SAMPLES, Sample, ServerLoad
 from router_policies.stickiness import MAX_ENTRIES
 from router_policies.store import DeploymentState, LocalStore
@@ -63,7 +63,6 @@ log = logging.getLogger("router_policies.redis_store")
 
 _FAILURES = (RedisError, OSError, TimeoutError)
 READINGS_TTL_MS = 600_000  # the reading hashes outlive any reset window worth steering by
-CLOSED_TTL_MS = 60_000  # how long a probe's success stays readable by replicas that wait for it
 _PER_IDENT = 3  # reads per deployment in a sync: samples, in-flight, opening
 
 
@@ -83,18 +82,14 @@ class RedisStore(LocalStore):
         self.prefix = prefix
         self.sync_interval_s = sync_interval_s
         self.op_timeout_s = op_timeout_s
-        # Long enough to be renewed several times by a live prober, short enough that a dead
-        # one holds the others back for a moment only.
-        self.probe_lease_s = max(2.0, 4 * sync_interval_s)
         self.replica = uuid.uuid4().hex[:12]
+        # The probe lease: long enough to be renewed several times by a live prober, short
+        # enough that a dead one holds the others back for a moment only.
+        self.breakers = SharedBreakers(prefix, self.replica, lease_s=max(2.0, 4 * sync_interval_s))
         self.healthy: bool | None = None  # None until the first sync
         self._redis = aioredis.from_url(
             url, socket_timeout=op_timeout_s, socket_connect_timeout=op_timeout_s, decode_responses=True
         )
-        self._unpublished: set[str] = set()  # openings
-        self._closings: dict[str, float] = {}  # deployment → when a probe closed it here
-        self._releases: set[str] = set()  # probe leases to give back
-        self._lease_at: dict[str, float] = {}  # deployment → when this replica took its probe lease
         self._limits_pending: set[str] = set()
         self._loads_pending: set[str] = set()
         self._publishing: asyncio.Task[None] | None = None
@@ -122,8 +117,7 @@ class RedisStore(LocalStore):
         was_open, had_lease = breaker.open_until != 0.0, breaker.lease
         super().succeeded(deployment_id)
         if was_open:
-            self._closings[deployment_id] = self.now()
-            self._lease_done(deployment_id, had_lease)
+            self.breakers.closed(deployment_id, self.now(), had_lease)
             self._publish_soon()
 
     def failed(self, deployment_id: str, retry_after_s: float | None, reason: str, counts: bool) -> None:
@@ -131,13 +125,8 @@ class RedisStore(LocalStore):
         had_lease = breaker.lease
         super().failed(deployment_id, retry_after_s, reason, counts)
         if had_lease and not breaker.lease:
-            self._lease_done(deployment_id, True)
+            self.breakers.probe_failed(deployment_id)
             self._publish_soon()
-
-    def _lease_done(self, deployment_id: str, had_lease: bool) -> None:
-        self._lease_at.pop(deployment_id, None)
-        if had_lease:
-            self._releases.add(deployment_id)
 
     def finished(
         self,
@@ -185,7 +174,7 @@ class RedisStore(LocalStore):
     # -- breakers: openings, closings and probe leases published at once -----------------------
 
     def breaker_opened(self, deployment_id: str, state: DeploymentState) -> None:
-        self._unpublished.add(deployment_id)
+        self.breakers.opened(deployment_id)
         self._publish_soon()
 
     def _publish_soon(self) -> None:
@@ -193,89 +182,15 @@ class RedisStore(LocalStore):
             with contextlib.suppress(RuntimeError):  # no running loop: the next sync publishes
                 self._publishing = asyncio.get_running_loop().create_task(self._publish_now())
 
-    def _queue_breakers(self, pipe: Any) -> tuple[list[str], list[str], list[str]]:
-        """Openings, then closings, then lease releases: a replica waiting for a probe's result
-        never sees the lease gone before the result is there."""
-        now = self.now()
-        opened = list(self._unpublished)
-        for ident in opened:
-            breaker = self.state(ident).breaker
-            ttl_ms = int((breaker.open_until - now) * 1000)
-            if ttl_ms > 0:
-                value = wire.encode_opening(breaker.open_until, breaker.opened_times, breaker.reason)
-                pipe.set(self._key("breaker", ident), value, px=ttl_ms)
-        closed = list(self._closings)
-        for ident in closed:
-            pipe.set(self._key("closed", ident), repr(self._closings[ident]), px=CLOSED_TTL_MS)
-        released = list(self._releases)
-        for ident in released:
-            pipe.eval(wire.RELEASE, 1, self._key("probe", ident), self.replica)
-        return opened, closed, released
-
-    def _published(self, sent: tuple[list[str], list[str], list[str]]) -> None:
-        opened, closed, released = sent
-        self._unpublished.difference_update(opened)
-        for ident in closed:
-            self._closings.pop(ident, None)
-        self._releases.difference_update(released)
-
     async def _publish_now(self) -> None:
         pipe = self._redis.pipeline(transaction=False)
-        sent = self._queue_breakers(pipe)
+        sent = self.breakers.queue_publications(pipe, self.states(), self.now())
         try:
             await asyncio.wait_for(pipe.execute(), self.op_timeout_s)
         except _FAILURES as error:
             self._went_away(error)
             return
-        self._published(sent)
-
-    def _queue_probes(self, pipe: Any) -> list[str]:
-        """Every shared breaker whose open time is up asks who probes (see `PROBE`)."""
-        now = self.now()
-        due = []
-        for ident, state in self.states().items():
-            breaker = state.breaker
-            if not (breaker.shared and breaker.due(now)):
-                continue
-            taken_at = self._lease_at.get(ident)
-            keep = breaker.probing or (taken_at is not None and now - taken_at < self.probe_lease_s)
-            pipe.eval(
-                wire.PROBE,
-                3,
-                self._key("breaker", ident),
-                self._key("closed", ident),
-                self._key("probe", ident),
-                self.replica,
-                repr(breaker.open_until),
-                int(self.probe_lease_s * 1000),
-                "1" if keep else "0",
-            )
-            due.append(ident)
-        return due
-
-    def _apply_probes(self, due: list[str], results: list[Any]) -> None:
-        now = self.now()
-        for ident, (verdict, value) in zip(due, results, strict=True):
-            breaker = self.state(ident).breaker
-            if verdict == "open":
-                self._adopt(breaker, value)
-            elif verdict == "closed":
-                breaker.on_success()
-                self._lease_at.pop(ident, None)
-            elif verdict == "probe":
-                if not breaker.lease:
-                    self._lease_at[ident] = now
-                breaker.lease = True
-            else:
-                breaker.lease = False
-                self._lease_at.pop(ident, None)
-
-    @staticmethod
-    def _adopt(breaker: Any, value: str | None) -> None:
-        opening = wire.decode_opening(value) if value else None
-        if opening is not None:
-            until, times, reason = opening
-            breaker.adopt(until, f"{reason} (seen by another replica)", times)
+        self.breakers.published(sent)
 
     # -- scraping vLLM /metrics: one replica at a time -----------------------------------------
 
@@ -349,14 +264,15 @@ class RedisStore(LocalStore):
         for ident in idents:
             pipe.lrange(self._key("samples", ident), 0, -1)
             pipe.hgetall(self._key("inflight", ident))
-            pipe.get(self._key("breaker", ident))
+        self.breakers.queue_reads(pipe, idents)
         return taken
 
     def _apply(self, idents: list[str], reads: list[Any]) -> None:
         now = self.now()
         fresh_s = max(3 * self.sync_interval_s, 2.0)
+        openings = reads[2 * len(idents) :]
         for i, ident in enumerate(idents):
-            samples, inflight, breaker = reads[_PER_IDENT * i : _PER_IDENT * i + _PER_IDENT]
+            samples, inflight = reads[2 * i : 2 * i + 2]
             state = self.state(ident)
             state.window.replace(s for s in map(Sample.decode, samples) if s is not None)
             remote = 0
@@ -365,18 +281,18 @@ class RedisStore(LocalStore):
                 if replica != self.replica and at and now - float(at) < fresh_s:
                     remote += int(count)
             state.remote_in_flight = remote
-            self._adopt(state.breaker, breaker)
+            adopt(state.breaker, openings[i])
 
     async def sync_once(self) -> bool:
         """One pipelined round trip; False (and local state only) when Redis is away."""
         idents = sorted(self._known | set(self.states()))
         pipe = self._redis.pipeline(transaction=False)
-        published = self._queue_breakers(pipe)
+        published = self.breakers.queue_publications(pipe, self.states(), self.now())
         limits, loads = self._queue_readings(pipe)
         at_hashes = len(pipe) - 2
         taken = self._queue_sync(pipe, idents)
         at_reads = len(pipe) - _PER_IDENT * len(idents)
-        due = self._queue_probes(pipe)
+        due = self.breakers.queue_probes(pipe, self.states(), self.now())
         at_probes = len(pipe) - len(due)
         sticky_taken = self._queue_sticky(pipe)
         try:
@@ -384,7 +300,7 @@ class RedisStore(LocalStore):
         except _FAILURES as error:
             self._went_away(error)
             return False
-        self._published(published)
+        self.breakers.published(published)
         self._limits_pending.difference_update(limits)
         self._loads_pending.difference_update(loads)
         for ident, count in taken.items():
@@ -398,7 +314,7 @@ class RedisStore(LocalStore):
         self._apply_readings(set(idents), limit_hash, load_hash)
         self._apply_sticky(sticky)
         self._became_healthy()
-        self._apply_probes(due, probes)
+        self.breakers.apply_probes(self.states(), due, probes, self.now())
         return True
 
     def _became_healthy(self) -> None:
@@ -406,7 +322,7 @@ class RedisStore(LocalStore):
             log.info(
                 "Redis at %s reachable: routing state is shared (replica %s)", self._safe_url(), self.replica
             )
-            self._share_breakers(True)
+            self.breakers.share(self.states(), True)
         self.healthy = True
 
     def _went_away(self, error: BaseException) -> None:
@@ -416,17 +332,8 @@ class RedisStore(LocalStore):
                 self._safe_url(),
                 type(error).__name__,
             )
-            self._share_breakers(False)
+            self.breakers.share(self.states(), False)
         self.healthy = False
-
-    def _share_breakers(self, shared: bool) -> None:
-        """With Redis, half-open breakers wait for the one probe; without, each replica probes."""
-        for state in self.states().values():
-            state.breaker.shared = shared
-            if not shared:
-                state.breaker.lease = False
-        if not shared:
-            self._lease_at.clear()
 
     def _safe_url(self) -> str:
         """The URL without credentials, for logs."""

@@ -52,12 +52,13 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
-# KEYS: opening, closed marker, probe lease; ARGV: replica, local open_until, lease ttl_ms, keep (0/1).
+# KEYS: opening, closed marker, probe lease;
+# ARGV: replica, local open_until, lease ttl_ms, keep a held lease (0/1), take a free one (0/1).
 # An opening no later than ours is the one we wait out (its key may outlive it by a round trip).
 # → {'open', record} a newer opening · {'closed', at} a probe succeeded after our opening
 #   · {'probe', ''} this replica holds the lease · {'wait', ''} another replica probes.
 # A holder that no longer needs the lease (keep = 0: no probe out and none sent for a
-# whole lease) gives it up, so a replica without traffic cannot hold everyone back.
+# whole lease) gives it up and, resting (take = 0), leaves it to a replica with traffic.
 PROBE = """
 local mine = tonumber(ARGV[2])
 local opening = redis.call('GET', KEYS[1])
@@ -75,7 +76,7 @@ if holder == ARGV[1] then
   redis.call('DEL', KEYS[3])
   return {'wait', ''}
 end
-if holder then return {'wait', ''} end
+if holder or ARGV[5] ~= '1' then return {'wait', ''} end
 redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[3])
 return {'probe', ''}
 """

@@ -148,7 +148,7 @@ async def test_a_failed_probe_reopens_everywhere_with_the_next_back_off(replicas
 async def test_the_lease_of_a_prober_that_dies_expires_and_another_probes(replicas) -> None:
     a, b = replicas(2)
     for store in (a, b):
-        store.probe_lease_s = 0.3
+        store.breakers.lease_s = 0.3
     await sync(a, b)
     a.started(DEP)
     a.failed(DEP, None, "server_error 500", counts=True)
@@ -202,3 +202,21 @@ async def test_damaged_values_in_redis_are_ignored_not_taken_for_an_outage(repli
     state = a.state(DEP)
     assert state.rate_limit is None and a.load("twin") is None
     assert state.breaker.open_until == until and state.breaker.allows(a.now())  # it may probe
+
+
+async def test_a_holder_that_sends_no_probe_gives_the_lease_up_to_a_replica_with_traffic(replicas) -> None:
+    a, b = replicas(2)
+    for store in (a, b):
+        store.breakers.lease_s = 0.3
+    await sync(a, b)
+    a.started(DEP)
+    a.failed(DEP, None, "server_error 500", counts=True)
+    until = a.state(DEP).breaker.open_until
+    await sync(a, b)
+    await async_wait_for(lambda: a.now() > until + 0.01, 5.0)
+    await sync(a, b)
+    assert a.state(DEP).breaker.allows(a.now()) and not b.state(DEP).breaker.allows(b.now())
+    taken = a.now()
+    await async_wait_for(lambda: a.now() > taken + 0.35, 5.0)  # a whole lease, and no request came
+    await sync(a, b)
+    assert not a.state(DEP).breaker.allows(a.now()) and b.state(DEP).breaker.allows(b.now())
