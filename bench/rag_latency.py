@@ -1,6 +1,6 @@
 """The time RAG adds to a request, and ingest throughput, in Qdrant local mode.
 
-    python -m bench.rag_latency [--sizes 1000,10000,100000] [--queries 200] [--ingest 500]
+    python -m bench.rag_latency [--sizes 1000,10000,100000] [--queries 200] [--ingest 500] [--query-threads 1]
 
 Ingest: real documents through the real pipeline (chunk, local embedder, sparse
 vector, write), reported as chunks/s, with a 5 ms timer on the event loop meanwhile
@@ -167,7 +167,7 @@ def _line(label: str, times: list[float], extra: str = "") -> str:
 
 
 async def run(args: argparse.Namespace) -> None:
-    embedder = LocalEmbedder()
+    embedder = LocalEmbedder(query_threads=args.query_threads)
     embedder.load()
     print(f"load average at start: {' '.join(f'{x:.1f}' for x in os.getloadavg())} ({os.cpu_count()} cores)")
     with tempfile.TemporaryDirectory() as tmp:
@@ -212,6 +212,7 @@ def main() -> None:
     parser.add_argument("--ingest", type=int, default=500)
     parser.add_argument("--hybrid-max", type=int, default=10_000, help="largest size to also run hybrid on")
     parser.add_argument("--no-during-ingest", dest="during_ingest", action="store_false")
+    parser.add_argument("--query-threads", type=int, default=1, help="ONNX threads embedding a question")
     asyncio.run(run(parser.parse_args()))
 
 
