@@ -206,15 +206,14 @@ async def soak(
     """RSS every tenth of `--soak-requests` non-streaming requests at c=32; the slope per 10k."""
     points: list[tuple[int, int]] = []
     step = max(1, args.soak_requests // 10)
-    sent = 0
+    sent = failed = 0
     while sent < args.soak_requests:
         phase = await run_phase(
             session, [target], [target] * step, "nonstream", 32, time.monotonic() + 600, args.request_timeout
         )
         sent += step
+        failed += phase.samples[target.name].failed
         points.append((sent, proc.rss_kb() or 0))
-        if phase.samples[target.name].failed:
-            break
     half = points[len(points) // 2 :]  # past warm-up: allocator pools and caches have settled
     slope = None
     if len(half) >= 2:
@@ -226,7 +225,7 @@ async def soak(
             if den
             else None
         )
-    return {"requests": sent, "rss_kb": points, "slope_mb_per_10k": slope}
+    return {"requests": sent, "failed": failed, "rss_kb": points, "slope_mb_per_10k": slope}
 
 
 async def _make_key(session: aiohttp.ClientSession, root: str) -> str:
@@ -255,8 +254,9 @@ async def measure(
         rss: dict[str, Any] = {name: {"idle_kb": proc.rss_kb()} for name, proc in processes.items()}
         samplers = {name: RssSampler(proc) for name, proc in processes.items()}
         closed = await closed_loop(args, session, targets, processes, samplers)
-        opened = await open_loop(args, session, targets)
+        # Before the open loop, whose highest rates may overload the gateway and open its breaker.
         soaked = await soak(args, session, targets[1], gateway) if args.soak_requests else None
+        opened = await open_loop(args, session, targets)
         await asyncio.sleep(2)
         for name, proc in processes.items():
             rss[name].update(load_peak_kb=samplers[name].peak_kb, after_kb=proc.rss_kb())

@@ -75,7 +75,8 @@ def markdown(payload: dict[str, Any]) -> str:
     soak = payload.get("soak")
     if soak:
         lines.append(
-            f"\nGateway soak: {soak['requests']} requests at c=32, RSS slope over the second half "
+            f"\nGateway soak: {soak['requests']} requests at c=32 ({soak['failed']} failed), "
+            "RSS slope over the second half "
             f"{_f(soak['slope_mb_per_10k'])} MB per 10k requests "
             f"(RSS {_mb(soak['rss_kb'][0][1])} → {_mb(soak['rss_kb'][-1][1])} MB)."
         )
