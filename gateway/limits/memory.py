@@ -5,12 +5,14 @@ requests in any 60 s), tokens per minute a log of (time, tokens): a reservation 
 by the difference to the actual count when the request finishes.
 Budgets keep, per key and period, the spend settled so far plus the reservations of
 requests in flight; a reservation expires if its request never reports back.
+The clock is injectable so that a window's ageing can be checked without waiting a minute.
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from gateway.limits.types import BudgetCheck, WindowCheck
@@ -31,13 +33,14 @@ class _Budget:
 
 
 class MemoryBackend:
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
         self._requests: dict[str, deque[float]] = {}
         self._tokens: dict[str, deque[tuple[float, int]]] = {}
         self._budgets: dict[str, _Budget] = {}
 
     async def hit_requests(self, key_id: str, limit: int, request_id: str) -> WindowCheck:
-        now = time.monotonic()
+        now = self._clock()
         log = self._requests.setdefault(key_id, deque())
         while log and log[0] <= now - WINDOW_S:
             log.popleft()
@@ -47,7 +50,7 @@ class MemoryBackend:
         return WindowCheck(True, limit - len(log), log[0] + WINDOW_S - now)
 
     async def reserve_tokens(self, key_id: str, limit: int, tokens: int) -> WindowCheck:
-        now = time.monotonic()
+        now = self._clock()
         log = self._tokens.setdefault(key_id, deque())
         while log and log[0][0] <= now - WINDOW_S:
             log.popleft()
@@ -71,7 +74,7 @@ class MemoryBackend:
         return 0.0
 
     async def add_tokens(self, key_id: str, tokens: int) -> None:
-        self._tokens.setdefault(key_id, deque()).append((time.monotonic(), tokens))
+        self._tokens.setdefault(key_id, deque()).append((self._clock(), tokens))
 
     async def reserve(
         self,
@@ -83,7 +86,7 @@ class MemoryBackend:
         initial: float,
         _expire_at: int,
     ) -> BudgetCheck:
-        now = time.monotonic()
+        now = self._clock()
         state = self._budgets.setdefault(bucket, _Budget(initial))
         reserved = state.reserved(now)
         if state.spent + reserved >= budget:
