@@ -52,7 +52,8 @@ test: $(STAMP) $(CHARTS) browser tools
 
 # Mutation testing over the fast unit tests ([tool.mutmut] in pyproject.toml, docs/mutation.md).
 # MUTATE picks mutants by name, e.g. MUTATE='router_policies.breaker*'; empty runs them all.
-MUTATE ?= providers.classify* router_policies.breaker* router_policies.policies* router_policies.stats* gateway.limits.periods*
+MUTATE ?= providers.classify* router_policies.breaker* router_policies.policies* router_policies.stats* \
+	router_policies.prefs* router_policies.candidates* router_policies.stickiness* gateway.limits*
 mutate: $(STAMP)
 	$(BIN)/mutmut run --max-children 2 $(foreach m,$(MUTATE),"$(m)")
 	$(BIN)/mutmut results

@@ -210,6 +210,14 @@ def test_target_misses_name_each_missed_cutoff_and_skip_unmeasured_ones():
         "throughput p50 40.0 tokens/s below preferred_min_throughput.p50 40.5"
     ]
     assert target_misses(EMPTY, prefs) == []
+    # just past a cutoff is a miss; at it, none
+    at_edge = Summary(count=1, ttft_p50_ms=300.0, tps_p50=40.0)
+    just_past = Summary(count=1, ttft_p50_ms=300.2, tps_p50=39.9)
+    edge_prefs = ProviderPrefs(
+        preferred_max_latency=Cutoffs(p50=0.3), preferred_min_throughput=Cutoffs(p50=40)
+    )
+    assert target_misses(at_edge, edge_prefs) == []
+    assert len(target_misses(just_past, edge_prefs)) == 2
     assert target_misses(stats, ProviderPrefs()) == []
 
 
@@ -234,6 +242,8 @@ def test_effective_price_blends_observed_mix_and_cache_hits_once_enough_answers_
     assert effective_price(d, EMPTY) == pytest.approx((6.0, 0.0, 0.5))
     # answers that billed no tokens at all
     assert effective_price(d, usage_summary(MIX_MIN_SAMPLES, 0, 0, 0)) == pytest.approx((6.0, 0.0, 0.5))
+    # one billed token is already a mix: all prompt
+    assert effective_price(d, usage_summary(MIX_MIN_SAMPLES, 1, 0, 0)) == pytest.approx((2.0, 0.0, 1.0))
     # only completion tokens: no prompt to have hit a cache
     assert effective_price(d, usage_summary(MIX_MIN_SAMPLES, 0, 0, 100)) == pytest.approx((10.0, 0.0, 0.0))
 
@@ -266,6 +276,10 @@ def test_in_flight_against_max_concurrency_is_the_load_and_at_the_cap_busy():
         store.started(d.id)
     c = candidate(d, "m", store, NOW)
     assert (c.in_flight, c.load, c.busy) == (3, 0.75, False)
+    store.started(d.id)
+    c = candidate(d, "m", store, NOW)
+    assert (c.in_flight, c.load, c.busy) == (4, 1.0, True)  # at the cap: busy
+    store.cancelled(d.id)
     store.state(d.id).remote_in_flight = 2  # another replica's
     c = candidate(d, "m", store, NOW)
     assert (c.in_flight, c.load, c.busy) == (5, 1.0, True)
@@ -384,6 +398,19 @@ def test_an_open_breaker_makes_a_candidate_unavailable_and_says_so():
     c = candidate(d, "m", store, NOW)
     assert (c.available, c.breaker) == (False, "open")
     assert c.stats.error_rate == 1.0 and c.as_dict()["error_rate"] == 1.0
+
+
+def test_the_description_rounds_each_figure_to_its_own_precision():
+    stats = Summary(count=3, error_rate=1 / 3)
+    c = Candidate(dep(), "m", 0.123456789, stats, 0, 0.123456789, False, True, "closed")
+    c.cache_hit_rate, c.input_share, c.score = 0.123456789, 0.987654321, 1.23456789
+    described = c.as_dict()
+    assert (described["effective_price_per_mtok"], described["cache_hit_rate"], described["input_share"]) == (
+        0.123457,
+        0.1235,
+        0.9877,
+    )
+    assert (described["error_rate"], described["load"], described["score"]) == (0.3333, 0.1235, 1.234568)
 
 
 def test_preferred_means_no_missed_target_and_room_left():

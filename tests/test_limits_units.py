@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -62,7 +64,8 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[LimitBackend]
 
 async def test_requests_per_minute_admit_up_to_the_limit_then_refuse(backend: LimitBackend):
     first = await backend.hit_requests("k", 3, "r1")
-    assert (first.allowed, first.remaining) == (True, 2) and 0 < first.reset_s <= WINDOW_S
+    # the window's only admission is this one, timed by the same clock reading: a whole minute
+    assert first == WindowCheck(True, 2, WINDOW_S)
     assert (await backend.hit_requests("k", 3, "r2")).remaining == 1
     third = await backend.hit_requests("k", 3, "r3")
     assert (third.allowed, third.remaining) == (True, 0)
@@ -122,6 +125,13 @@ async def test_a_budget_is_refused_once_held_reservations_reach_it(backend: Limi
 async def test_settling_an_unknown_bucket_creates_nothing(backend: LimitBackend):
     await backend.settle("never-reserved", "r1", 5.0)
     assert await backend.spent("never-reserved") is None
+
+
+async def test_settling_a_request_the_bucket_no_longer_holds_still_counts_its_cost(backend: LimitBackend):
+    assert (await backend.reserve("b", 1.0, 0.1, "r1", 60.0, 0.25, 0)).allowed
+    await backend.settle("b", "expired-or-unknown", 0.5)
+    assert await backend.spent("b") == 0.75
+    assert (await backend.reserve("b", 1.0, 0.0, "probe", 60.0, 0.0, 0)).reserved == pytest.approx(0.1)
 
 
 # --------------------------------------------------------------------------- the in-process windows
@@ -188,6 +198,7 @@ def test_estimates_take_a_quarter_token_per_prompt_byte_and_the_completion_cap()
         prompt,
         10,
     )
+    assert estimate_tokens({"messages": messages, "max_tokens": 1}) == (prompt, 1)
     for cap in (0, -5, "100", 2.5, None):
         assert estimate_tokens({"messages": messages, "max_tokens": cap}) == (
             prompt,
@@ -206,8 +217,8 @@ def test_embeddings_input_has_no_completion_and_messages_win_over_input():
 
 def test_estimated_cost_prices_prompt_and_completion_per_million():
     body = {"messages": "x" * 398, "max_tokens": 1000}  # 400 bytes of JSON: 101 prompt tokens
-    assert estimate_cost(body, (2.0, 10.0)) == pytest.approx((101 * 2.0 + 1000 * 10.0) / 1e6)
-    assert estimate_cost({"messages": "x" * 398}, (0.0, 1.0), 10) == pytest.approx(10 / 1e6)
+    assert estimate_cost(body, (2.0, 10.0)) == (101 * 2.0 + 1000 * 10.0) / 1e6
+    assert estimate_cost({"messages": "x" * 398}, (0.0, 1.0), 10) == 10 / 1e6
 
 
 # --------------------------------------------------------------------------- the limiter
@@ -221,10 +232,13 @@ def key(**limits: Any) -> KeyRecord:
 
 
 class Ledger:
-    """The ledger's spend per (key, period start), as the database would answer; counts its reads."""
+    """The ledger's spend per key, as the database would answer; counts its reads."""
 
-    def __init__(self, spent: float = 0.0, fails: bool = False) -> None:
+    def __init__(
+        self, spent: float = 0.0, fails: bool = False, by_key: dict[str, float] | None = None
+    ) -> None:
         self.spent = spent
+        self.by_key = by_key or {}
         self.fails = fails
         self.reads: list[tuple[str, datetime]] = []
 
@@ -232,7 +246,7 @@ class Ledger:
         self.reads.append((key_id, start))
         if self.fails:
             raise ConnectionRefusedError("database away")
-        return self.spent
+        return self.by_key.get(key_id, self.spent)
 
 
 def limiter(backend: LimitBackend | None = None, ledger: Ledger | None = None, **kw: Any) -> Limiter:
@@ -369,7 +383,7 @@ async def test_budget_reserves_the_worst_case_cost_in_the_periods_bucket_and_set
     assert ledger.reads == [("key-1", start)]
     assert admission.tokens_reserved == 0  # no tpm: tokens are estimated for the budget only
     held = await backend.reserve(admission.bucket, 1.0, 0.0, "probe", 60.0, 0.0, 0)
-    assert (held.spent, held.reserved) == (0.25, pytest.approx(0.010202))
+    assert (held.spent, held.reserved) == (0.25, (101 * 2.0 + 1000 * 10.0) / 1e6)
     lim.record(RequestRecord("r1", "m", cost_usd=0.003))
     await settled(lim)
     assert await backend.spent(admission.bucket) == pytest.approx(0.253)
@@ -433,13 +447,15 @@ async def test_limits_fail_open_when_the_backend_is_unreachable(caplog: pytest.L
         with caplog.at_level(logging.WARNING, logger="gateway.limits"):
             admission = await lim.admit(key(rpm=1, budget_usd=1.0), ["m"], BODY, "r1", PRICES)
         assert admission.headers == {} and lim.in_flight == {"r1": admission}
-        assert any(r.getMessage().startswith("limit check for key-1 failed open: ") for r in caplog.records)
+        [failed_open] = [r.getMessage() for r in caplog.records if "failed open" in r.getMessage()]
+        assert re.fullmatch(r"limit check for key-1 failed open: \w*Error: .*127\.0\.0\.1.*", failed_open)
         # settling against the unreachable backend is logged, not raised
         admission.bucket, admission.tokens_reserved = "key-1:month:0", 0
         with caplog.at_level(logging.WARNING, logger="gateway.limits"):
             lim.record(RequestRecord("r1", "m", cost_usd=0.5))
             await settled(lim)
-        assert any(r.getMessage().startswith("settling r1 failed: ") for r in caplog.records)
+        [failed] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("settling")]
+        assert re.fullmatch(r"settling r1 failed: \w*Error: .*127\.0\.0\.1.*", failed)
     finally:
         await backend.aclose()
 
@@ -460,6 +476,68 @@ async def test_release_frees_the_reservations_of_a_request_that_ended_without_a_
     await lim.admit(key(), ["m"], BODY, "r2", PRICES)
     lim.release("r2")  # no reservation: nothing spawned
     assert lim.in_flight == {} and not lim._tasks
+
+
+async def test_release_frees_a_budget_reservation_without_tokens():
+    backend = MemoryBackend(Clock())
+    lim = limiter(backend)
+    admission = await lim.admit(key(budget_usd=1.0), ["m"], BODY, "r1", PRICES)
+    assert admission.bucket is not None and admission.tokens_reserved == 0
+    lim.release("r1")
+    await settled(lim)
+    assert (await backend.reserve(admission.bucket, 1.0, 0.0, "probe", 60.0, 0.0, 0)).reserved == 0.0
+
+
+async def test_each_key_has_its_own_rpm_window_and_its_own_ledger_spend():
+    ledger = Ledger(by_key={"key-a": 0.99, "key-b": 0.0})
+    lim = limiter(ledger=ledger)
+    a = KeyRecord("key-a", "a", "sk-gw-aa", "h", rpm=1, budget_usd=1.0)
+    b = KeyRecord("key-b", "b", "sk-gw-bb", "h", rpm=1, budget_usd=1.0)
+    await lim.admit(a, ["m"], BODY, "r1", PRICES)  # 0.99 spent + 0.0102 held: the next one is refused
+    admitted = await lim.admit(b, ["m"], BODY, "r2", PRICES)
+    assert admitted.headers["x-ratelimit-remaining-requests"] == "0"
+    assert (await refusal(lim, a, "r3", body={"messages": "x", "max_tokens": 1})).status == 429
+    assert [k for k, _ in ledger.reads] == ["key-a", "key-b"]
+
+
+async def test_the_limiter_over_redis_counts_each_request_of_the_window():
+    backend = RedisBackend(redis_url(), prefix=f"{current_namespace()}:lim:")
+    try:
+        lim = limiter(backend)
+        k = key(rpm=2)
+        first = await lim.admit(k, ["m"], BODY, "r1", PRICES)
+        assert first.headers == {
+            "x-ratelimit-limit-requests": "2",
+            "x-ratelimit-remaining-requests": "1",
+            "x-ratelimit-reset-requests": "60.000s",
+        }
+        assert (await lim.admit(k, ["m"], BODY, "r2", PRICES)).headers[
+            "x-ratelimit-remaining-requests"
+        ] == "0"
+        assert (await refusal(lim, k, "r3")).status == 429
+    finally:
+        await backend.aclose()
+
+
+async def test_redis_keys_live_under_the_default_prefix_unless_told_otherwise():
+    backend = RedisBackend(redis_url())
+    key_id = f"{current_namespace()}-{uuid.uuid4().hex[:8]}"
+    try:
+        await backend.hit_requests(key_id, 5, "r1")
+        assert await backend._redis.exists(f"gw:lim:rpm:{key_id}") == 1
+    finally:
+        await backend._redis.delete(f"gw:lim:rpm:{key_id}")
+        await backend.aclose()
+
+
+async def test_recording_an_unknown_request_or_a_key_without_tpm_counts_no_tokens():
+    backend = MemoryBackend(Clock())
+    lim = limiter(backend)
+    lim.record(RequestRecord("never-admitted", "m", prompt_tokens=5))
+    await lim.admit(key(budget_usd=1.0), ["m"], BODY, "r1", PRICES)
+    lim.record(RequestRecord("r1", "m", prompt_tokens=400, completion_tokens=100, cost_usd=0.001))
+    await settled(lim)
+    assert (await backend.reserve_tokens("key-1", 1000, 0)).remaining == 1000
 
 
 async def test_spent_reads_the_ledger_when_this_process_has_no_live_counter():

@@ -28,6 +28,17 @@ def test_the_key_is_the_hash_of_key_name_and_the_first_prefix_chars_of_role_and_
     no_key = hashlib.blake2b(f"\x00{prefix}".encode(), digest_size=12).hexdigest()
     assert prefix_key(None, messages) == no_key
     assert len(expected) == 24
+    half = text_of(PREFIX_CHARS // 2)
+    two = [{"role": "system", "content": half}, {"role": "user", "content": half}]
+    joined = f"system\x1f{half}\x1euser\x1f{half}\x1e"[:PREFIX_CHARS]
+    assert prefix_key("k", two) == hashlib.blake2b(f"k\x00{joined}".encode(), digest_size=12).hexdigest()
+
+
+def test_short_messages_count_together_towards_the_minimum():
+    third = text_of(MIN_PROMPT_CHARS // 3)
+    three = [{"role": "user", "content": third}] * 3 + [{"role": "user", "content": "x"}]
+    assert prefix_key("k", three) is not None
+    assert prefix_key("k", three[:2]) is None
 
 
 def test_a_prompt_just_long_enough_gets_a_key_one_character_shorter_none():
@@ -50,24 +61,29 @@ def test_what_follows_the_prefix_does_not_change_the_key_but_what_is_in_it_does(
 
 def test_content_parts_count_their_text_and_nothing_else():
     long = text_of(MIN_PROMPT_CHARS)
-    as_string = prefix_key("k", [{"role": "user", "content": long + "xy"}])
+    as_string = prefix_key("k", [{"role": "user", "content": "xy" + long}])
     as_parts = prefix_key(
         "k",
         [
             {
                 "role": "user",
                 "content": [
-                    {"type": "text", "text": long},
+                    {"type": "text", "text": "x"},
                     {"type": "image_url", "image_url": {"url": "data:"}},
                     {"type": "text", "text": 3},
                     "stray",
-                    {"type": "text", "text": "xy"},
+                    {"type": "text", "text": "y"},
+                    {"type": "text", "text": long},
                 ],
             }
         ],
     )
     assert as_parts == as_string
     assert prefix_key("k", [{"role": "user", "content": {"text": long}}]) is None
+    # content that is neither text nor parts counts as empty
+    other = [{"role": "user", "content": None}, {"role": "user", "content": long}]
+    empty = [{"role": "user", "content": ""}, {"role": "user", "content": long}]
+    assert prefix_key("k", other) == prefix_key("k", empty)
 
 
 def test_non_list_messages_and_non_dict_entries_are_skipped():
