@@ -82,6 +82,13 @@ class Reply:
             self.body_from_request,
         )
 
+    def first_event_then_slowly(self, size: int = 48, delay_s: float = 0.1) -> Reply:
+        """The first SSE event in one write, then `size` bytes every `delay_s`: an upstream still
+        sending for seconds after the client has its first chunk, without making it wait for one."""
+        first = self.body.index(b"\n\n") + 2
+        rest = -(-(len(self.body) - first) // size)
+        return self.with_writes(pieces=(first, *([size] * rest)), delay_s=delay_s)
+
     def with_body(self, body: bytes) -> Reply:
         return Reply(
             self.status,

@@ -157,7 +157,7 @@ async def test_stream_chunks_in_order_and_complete(
 
 
 async def test_aclose_hangs_up_on_the_upstream(anthropic: AnthropicFactory, replay: ReplayServer) -> None:
-    slow = REC.reply("stream").with_writes(pieces=(48,), delay_s=0.1)  # seconds to send in full
+    slow = REC.reply("stream").first_event_then_slowly()  # seconds more to send in full
     adapter, url = anthropic(slow)
     call = UpstreamCall(chat_body(REC.model, stream=True), TIMEOUTS)
     await assert_aclose_hangs_up(adapter, call, url, replay)

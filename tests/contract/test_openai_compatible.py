@@ -349,7 +349,7 @@ async def test_aclose_hangs_up_on_the_upstream(
     provider: str, make_adapter: AdapterFactory, replay: ReplayServer
 ) -> None:
     rec = recording(provider)
-    slow = rec.reply("stream").with_writes(pieces=(48,), delay_s=0.1)  # seconds to send in full
+    slow = rec.reply("stream").first_event_then_slowly()  # seconds more to send in full
     adapter, url = make_adapter(provider, slow)
     call = UpstreamCall(chat_body(rec.model, stream=True), TIMEOUTS)
     await assert_aclose_hangs_up(adapter, call, url, replay)
