@@ -462,7 +462,11 @@ class GatewayProcess:
             cwd=str(home),
         )
 
-    def wait_ready(self, timeout_s: float = 30.0) -> GatewayProcess:
+    def wait_ready(self, timeout_s: float = 60.0) -> GatewayProcess:
+        """Once /health answers. The bound is generous because a start on a loaded two-core machine
+        can take tens of seconds; a process that never comes up is stopped, not left running to
+        slow every test after it."""
+
         def up() -> bool:
             if self.process.poll() is not None:
                 raise AssertionError(f"gateway exited early:\n{self.log_path.read_text()}")
@@ -473,6 +477,9 @@ class GatewayProcess:
 
         try:
             wait_for(up, timeout_s=timeout_s, interval_s=0.1)
+        except BaseException:
+            self.stop(timeout_s=5)
+            raise
         finally:
             self._reservation.close()
         return self
