@@ -56,6 +56,8 @@ def test_cost_clamps_impossible_token_counts_and_is_never_negative():
     assert d.cost_usd(10, 5, cached_tokens=99, reasoning_tokens=99) == (10 * 0.5 + 5 * 20.0) / 1e6
     assert d.cost_usd(10, 5, cached_tokens=-3, reasoning_tokens=-3) == (10 * 2.0 + 5 * 8.0) / 1e6
     assert d.cost_usd(-100, -100) == 0.0
+    assert d.cost_usd(10, 0, reasoning_tokens=5) == 10 * 2.0 / 1e6  # no completion: nothing reasoned
+    assert d.cost_usd(0, 10, cached_tokens=5) == 10 * 8.0 / 1e6  # no prompt: nothing cached
     assert d.cost_usd(-10, 5, cached_tokens=4) == pytest.approx((-10 * 2.0 + 5 * 8.0) / 1e6)
 
 
