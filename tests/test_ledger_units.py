@@ -409,3 +409,28 @@ def test_remove_deletes_the_file_and_close_twice_is_harmless(tmp_path: Path):
     journal.close()
     journal.close()
     assert [Spool.read(p) for p in Spool(tmp_path, "db1").sealed()] == [[{"request_id": "b"}]]
+
+
+def test_sealed_skips_locked_and_vanished_files_and_keeps_looking(tmp_path: Path):
+    (tmp_path / "ledger-db1-0-gone.jsonl").symlink_to(tmp_path / "deleted-meanwhile")
+    locked = tmp_path / "ledger-db1-1-live.jsonl"
+    locked.write_bytes(b'{"request_id": "live"}\n')
+    orphan = tmp_path / "ledger-db1-2-dead.jsonl"
+    orphan.write_bytes(b'{"request_id": "orphan"}\n')
+    with open(locked, "rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert Spool(tmp_path, "db1").sealed() == [orphan]
+
+
+def test_a_closed_or_vanished_journal_can_still_be_truncated_and_removed(tmp_path: Path):
+    journal = Spool(tmp_path, "db1")
+    journal.append([{"request_id": "a"}])
+    journal.close()
+    journal.truncate()  # closed: its rows are the drain's now, nothing to forget here
+    journal.remove()  # closed: nothing of ours left to delete
+    assert len(Spool(tmp_path, "db1").sealed()) == 1
+    other = Spool(tmp_path / "other", "db1")
+    other.append([{"request_id": "b"}])
+    for path in (tmp_path / "other").iterdir():
+        path.unlink()  # drained and deleted by someone else meanwhile
+    other.remove()
