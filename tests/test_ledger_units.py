@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import os
+import re
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -362,13 +364,26 @@ def test_spool_appends_json_lines_and_reads_them_back_skipping_a_torn_line(tmp_p
     assert spool.rows_written == 3
     files = list((tmp_path / "spool").glob("ledger-db1-*.jsonl"))
     assert len(files) == 1
+    assert re.fullmatch(rf"ledger-db1-{os.getpid()}-[0-9a-f]{{8}}\.jsonl", files[0].name)
     with open(files[0], "ab") as f:
-        f.write(b'\n{"request_id": "torn')
+        f.write(b'\n{"request_id": "torn in the middle of a character \xc3')
     assert Spool.read(files[0]) == [
         {"request_id": "a", "cost_usd": 0.5},
         {"request_id": "b"},
         {"request_id": "c"},
     ]
+
+
+def test_a_damaged_line_is_skipped_and_the_lines_after_it_still_read(tmp_path: Path):
+    path = tmp_path / "ledger-db1-1-x.jsonl"
+    path.write_bytes(b'{"request_id": "a"}\n{"request_id": \n\n{"request_id": "b"}\n')
+    assert Spool.read(path) == [{"request_id": "a"}, {"request_id": "b"}]
+
+
+def test_the_spool_directory_is_made_with_its_parents(tmp_path: Path):
+    spool = Spool(tmp_path / "not" / "yet" / "there", "db1")
+    spool.append([{"request_id": "a"}])
+    assert [Spool.read(p) for p in spool.sealed()] == [[{"request_id": "a"}]]
 
 
 def test_a_spool_file_is_drainable_only_once_its_writer_closed_it(tmp_path: Path):
