@@ -611,3 +611,18 @@ async def test_the_budget_bucket_expires_two_days_after_its_period_in_redis():
         assert await backend._redis.ttl(f"{current_namespace()}:lim:budget:{total.bucket}") == -1  # never
     finally:
         await backend.aclose()
+
+
+async def test_a_total_budget_over_redis_keeps_what_was_settled_across_reservations():
+    backend = RedisBackend(redis_url(), prefix=f"{current_namespace()}:lim:")
+    try:
+        lim = limiter(backend, Ledger(spent=0.25))
+        k = key(budget_usd=10.0, budget_period="total")
+        admission = await lim.admit(k, ["m"], BODY, "r1", PRICES)
+        lim.record(RequestRecord("r1", "m", cost_usd=0.5))
+        await settled(lim)
+        assert await backend.spent(admission.bucket or "") == 0.75
+        await lim.admit(k, ["m"], BODY, "r2", PRICES)
+        assert await lim.spent(k) == (0.75, None)
+    finally:
+        await backend.aclose()
