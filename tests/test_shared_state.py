@@ -57,6 +57,16 @@ async def sync(*stores: RedisStore) -> None:
         assert await store.sync_once()
 
 
+async def open_and_wait_out(opener: RedisStore, *others: RedisStore) -> float:
+    """Open DEP's breaker on `opener`, share it with `others`, and wait out its cooldown; its end."""
+    opener.started(DEP)
+    opener.failed(DEP, None, "server_error 500", counts=True)
+    until = opener.state(DEP).breaker.open_until
+    await sync(opener, *others)
+    await async_wait_for(lambda: opener.now() > until + 0.01, 5.0)
+    return until
+
+
 async def test_readings_round_trip_and_reject_damage() -> None:
     reading = RateLimitState(RateLimitInfo(100, 3, None, None, 20.0, None, None), 1234.5)
     at, payload = encode_rate_limit(reading)
@@ -103,12 +113,8 @@ async def test_a_reading_past_its_reset_steers_nobody(replicas) -> None:
 async def test_one_replica_probes_the_others_wait_and_close_on_its_success(replicas) -> None:
     a, b, c = replicas(3)
     await sync(a, b, c)  # healthy: breakers are shared from now on
-    a.started(DEP)
-    a.failed(DEP, None, "server_error 500", counts=True)
-    opened_until = a.state(DEP).breaker.open_until
-    await sync(a, b, c)
+    opened_until = await open_and_wait_out(a, b, c)
     assert all(s.state(DEP).breaker.open_until == pytest.approx(opened_until, abs=0.002) for s in (a, b, c))
-    await async_wait_for(lambda: a.now() > opened_until + 0.01, 5.0)
 
     await sync(c, b, a)  # whoever asks first takes the lease: here `c`
     assert [s.state(DEP).breaker.allows(s.now()) for s in (a, b, c)] == [False, False, True]
@@ -126,11 +132,7 @@ async def test_one_replica_probes_the_others_wait_and_close_on_its_success(repli
 async def test_a_failed_probe_reopens_everywhere_with_the_next_back_off(replicas) -> None:
     a, b, c = replicas(3)
     await sync(a, b, c)
-    a.started(DEP)
-    a.failed(DEP, None, "server_error 500", counts=True)
-    first_until = a.state(DEP).breaker.open_until
-    await sync(a, b, c)
-    await async_wait_for(lambda: a.now() > first_until + 0.01, 5.0)
+    await open_and_wait_out(a, b, c)
     await sync(b, a, c)  # `b`, which only adopted the opening, probes
     assert b.state(DEP).breaker.allows(b.now())
     b.started(DEP)
@@ -150,11 +152,7 @@ async def test_the_lease_of_a_prober_that_dies_expires_and_another_probes(replic
     for store in (a, b):
         store.breakers.lease_s = 0.3
     await sync(a, b)
-    a.started(DEP)
-    a.failed(DEP, None, "server_error 500", counts=True)
-    until = a.state(DEP).breaker.open_until
-    await sync(a, b)
-    await async_wait_for(lambda: a.now() > until + 0.01, 5.0)
+    await open_and_wait_out(a, b)
     await sync(a, b)
     a.started(DEP)  # `a` sends its probe and dies: it never syncs again
     assert not b.state(DEP).breaker.allows(b.now())
@@ -186,13 +184,9 @@ async def test_one_replica_scrapes_and_every_replica_reads_its_load(replicas) ->
 async def test_damaged_values_in_redis_are_ignored_not_taken_for_an_outage(replicas) -> None:
     (a,) = replicas(1)
     await sync(a)
-    a.started(DEP)
-    a.failed(DEP, None, "server_error 500", counts=True)
-    until = a.state(DEP).breaker.open_until
+    until = await open_and_wait_out(a)
     conn = redis.Redis.from_url(redis_url())
     prefix = current_namespace()
-    await sync(a)
-    await async_wait_for(lambda: a.now() > until + 0.01, 5.0)
     conn.set(f"{prefix}:breaker:{DEP}", "garbage", px=60_000)
     conn.set(f"{prefix}:closed:{DEP}", "garbage", px=60_000)
     conn.hset(f"{prefix}:ratelimit", DEP, "1|not json")
@@ -209,11 +203,7 @@ async def test_a_holder_that_sends_no_probe_gives_the_lease_up_to_a_replica_with
     for store in (a, b):
         store.breakers.lease_s = 0.3
     await sync(a, b)
-    a.started(DEP)
-    a.failed(DEP, None, "server_error 500", counts=True)
-    until = a.state(DEP).breaker.open_until
-    await sync(a, b)
-    await async_wait_for(lambda: a.now() > until + 0.01, 5.0)
+    await open_and_wait_out(a, b)
     await sync(a, b)
     assert a.state(DEP).breaker.allows(a.now()) and not b.state(DEP).breaker.allows(b.now())
     taken = a.now()
