@@ -128,6 +128,7 @@ def test_no_task_connection_or_fd_left_over(fake, gateway):
     # saw every one end, and none of them was left for the garbage collector to close.
     assert outcomes.count("client_closed") > 100, "the gateway did not close hung or abandoned upstreams"
     assert gw.unclosed() == []
-    # The pool may grow to a busier round's peak once (how many streams overlap depends on
-    # scheduling); a leak grows every round.
-    assert fds_after[2] <= max(fds_after[:2]) + 10, f"file descriptors grew every round: {fds_after}"
+    # Pooled connections follow each round's peak overlap, which depends on scheduling: the
+    # count moves by a few dozen between rounds either way (seen: 1240, 1210, 1270). A leak of
+    # even one socket per ten abandoned or broken streams adds more than STREAMS // 10 a round.
+    assert fds_after[2] <= max(fds_after[:2]) + STREAMS // 10, f"file descriptors grew: {fds_after}"
