@@ -7,10 +7,14 @@ paths, so nothing is downloaded at run time. Another ONNX model works the same w
 (`LocalEmbedder(model_path=..., tokenizer_dir=..., dim=...)`).
 
 Embedding is CPU-bound, so it runs on worker threads (onnxruntime releases the GIL),
-never on the event loop. Queries and documents have a thread and an ONNX session each:
+never on the event loop. Queries and documents have their own threads and ONNX sessions:
 a request's question never waits behind an ingest batch (a 256-chunk batch takes about
 a second), and the query session runs single-threaded — for one short question a second
 thread saves nothing and, on a busy machine, its spinning costs the other requests.
+Documents are embedded by one single-threaded session per core, side by side, each
+taking the next slice of a batch: one session with as many intra-op threads spends part
+of every small matrix product synchronising its threads, while side-by-side sessions
+never wait for each other.
 Query embeddings are cached (LRU): the same question asked twice costs a dictionary
 lookup.
 
@@ -21,6 +25,8 @@ gateway, which implements this protocol; `rag` never imports the gateway.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import os
 import re
 import threading
 from collections import OrderedDict
@@ -33,6 +39,7 @@ from rag.errors import EmbedderFailed
 
 Vector = list[float]
 DEFAULT_LOCAL_MODEL = "all-MiniLM-L6-v2-int8"
+QUERY_SLOT = -1  # the questions' session, never one of the documents' side-by-side sessions
 
 
 class Embedder(Protocol):
@@ -106,17 +113,26 @@ class LocalEmbedder:
         threads: int | None = None,
         batch_size: int = 64,
         query_threads: int = 1,
+        document_sessions: int | None = None,
     ) -> None:
+        """`document_sessions` side-by-side sessions embed documents (default: one per core,
+        at most four), each with `threads` ONNX threads (default: one, or onnxruntime's
+        own choice when there is a single session)."""
         self._model_path = model_path
         self._tokenizer_dir = tokenizer_dir
         self._dim = dim
         self._name = name
-        self._threads = threads
+        self._document_sessions = max(1, document_sessions or min(4, os.cpu_count() or 1))
+        self._threads = threads if threads is not None or self._document_sessions == 1 else 1
         self._query_threads = query_threads
         self._batch_size = batch_size
-        self._models: dict[int | None, Any] = {}
+        self._models: dict[tuple[int | None, int], Any] = {}
         self._load_lock = threading.Lock()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-embed")
+        self._slots = itertools.count()
+        self._slot = threading.local()
+        self._executor = ThreadPoolExecutor(
+            max_workers=self._document_sessions, thread_name_prefix="rag-embed", initializer=self._claim_slot
+        )
         self._query_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-embed-query")
         self._cache = QueryCache()
 
@@ -131,24 +147,29 @@ class LocalEmbedder:
     def load(self, query: bool = False) -> Any:
         """Load the model (blocking; about 0.2 s). Called on the worker threads, or to warm up.
 
-        Warming up (no arguments) loads the documents' session and has the query thread
-        build its own meanwhile, so start-up waits for one and no request for either.
+        Warming up (no arguments) loads the first documents' session and has the query
+        thread build its own meanwhile, so start-up waits for one and no request for either.
+        The other documents' sessions are built by their threads on the first ingest.
         """
-        model = self._session(self._query_threads if query else self._threads)
+        model = self._session(self._query_threads, QUERY_SLOT) if query else self._session(self._threads, 0)
         if not query:
-            self._query_executor.submit(self._session, self._query_threads)
+            self._query_executor.submit(self._session, self._query_threads, QUERY_SLOT)
         return model
 
-    def _session(self, threads: int | None) -> Any:
-        loaded = self._models.get(threads)  # no lock once loaded: a build of the other one holds it
+    def _claim_slot(self) -> None:
+        """Runs once on each documents' thread: which of the side-by-side sessions it uses."""
+        self._slot.index = next(self._slots)
+
+    def _session(self, threads: int | None, slot: int) -> Any:
+        loaded = self._models.get((threads, slot))  # no lock once loaded: a build of another holds it
         if loaded is not None:
             return loaded
         with self._load_lock:
-            if threads not in self._models:
-                self._models[threads] = self._build(threads)
-            return self._models[threads]
+            if (threads, slot) not in self._models:
+                self._models[(threads, slot)] = self._build(threads, slot)
+            return self._models[(threads, slot)]
 
-    def _build(self, threads: int | None) -> Any:
+    def _build(self, threads: int | None, slot: int) -> Any:
         from fastembed import TextEmbedding
         from fastembed.common.model_description import ModelSource, PoolingType
 
@@ -159,7 +180,7 @@ class LocalEmbedder:
         if not model_path.is_file():
             raise EmbedderFailed(self.id, f"no ONNX model at {model_path}")
         registry_name = f"gateway-rag/{self._name}"
-        key = (str(model_path), str(tokenizer_dir), str(threads))
+        key = (str(model_path), str(tokenizer_dir), str(threads), str(slot))
         with self._register_lock:
             if key in self._loaded:
                 return self._loaded[key]
@@ -180,7 +201,10 @@ class LocalEmbedder:
             return model
 
     def _embed_blocking(self, texts: Sequence[str], query: bool = False) -> list[Vector]:
-        model = self._session(self._query_threads if query else self._threads)
+        if query:
+            model = self._session(self._query_threads, QUERY_SLOT)
+        else:
+            model = self._session(self._threads, getattr(self._slot, "index", 0))
         return [v.tolist() for v in model.embed(list(texts), batch_size=self._batch_size)]
 
     async def _run(self, texts: Sequence[str], query: bool = False) -> list[Vector]:
@@ -194,7 +218,12 @@ class LocalEmbedder:
             raise EmbedderFailed(self.id, f"{type(exc).__name__}: {exc}") from exc
 
     async def embed_documents(self, texts: Sequence[str]) -> list[Vector]:
-        return await self._run(texts) if texts else []
+        """Embeds in slices of `batch_size`, handed to the side-by-side sessions in order."""
+        if len(texts) <= self._batch_size or self._document_sessions == 1:
+            return await self._run(texts) if texts else []
+        slices = [texts[i : i + self._batch_size] for i in range(0, len(texts), self._batch_size)]
+        embedded = await asyncio.gather(*(self._run(piece) for piece in slices))
+        return [vector for piece in embedded for vector in piece]
 
     async def embed_query(self, text: str) -> Vector:
         cached = self._cache.get(text)

@@ -112,3 +112,24 @@ def test_chunkers_split_articles_by_heading_and_python_by_definition() -> None:
     long = "\n\n".join(f"paragraph {i} " + "word " * 60 for i in range(10))
     pieces = chunk_article(long, max_chars=500, overlap_chars=100)
     assert len(pieces) > 1 and all(len(p.text) <= 600 for p in pieces)
+
+
+async def test_side_by_side_sessions_return_each_text_its_own_vector_in_order() -> None:
+    """A batch larger than a slice is spread over several sessions and put back in order."""
+    from rag.embedders import LocalEmbedder
+
+    texts = [
+        f"note {i}: " + ("bees visit the hive " if i % 2 else "the press prints posters ") * (1 + i % 5)
+        for i in range(40)
+    ]
+    side_by_side = LocalEmbedder(document_sessions=2, batch_size=8)
+    single = LocalEmbedder(document_sessions=1, batch_size=64)
+    try:
+        spread = await side_by_side.embed_documents(texts)
+        whole = await single.embed_documents(texts)
+    finally:
+        side_by_side.close()
+        single.close()
+    assert len(spread) == len(texts) == len(whole)
+    for a, b in zip(spread, whole, strict=True):
+        assert max(abs(x - y) for x, y in zip(a, b, strict=True)) < 1e-4
