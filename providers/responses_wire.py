@@ -218,6 +218,15 @@ class EventsToChunks:
         held, self._held = self._held, []
         return {"choices": [{"index": 0, "delta": delta, "finish_reason": finish}], NATIVE_FIELD: held}
 
+    def _object(self, event: JSON, field: str) -> JSON:
+        """An event's nested object; anything else there is not the Responses API."""
+        value = event.get(field)
+        if not isinstance(value, dict):
+            raise UpstreamProtocolError(
+                f"the upstream's {event.get('type')} event has no {field} object", provider=self._provider
+            )
+        return value
+
     def feed(self, event: JSON) -> JSON | None:
         """The chunk this event completes, if any (most events only wait for the next one)."""
         kind = event.get("type")
@@ -230,7 +239,7 @@ class EventsToChunks:
             return self._chunk({"refusal": str(event.get("delta", ""))})
         if (
             kind == "response.output_item.added"
-            and (item := event.get("item") or {}).get("type") == "function_call"
+            and (item := self._object(event, "item")).get("type") == "function_call"
         ):
             index = self._calls[str(item.get("id"))] = len(self._calls)
             call = {"index": index, "id": item.get("call_id", ""), "type": "function"}
@@ -241,7 +250,7 @@ class EventsToChunks:
             fragment = {"index": index, "function": {"arguments": str(event.get("delta", ""))}}
             return self._chunk({"tool_calls": [fragment]})
         if kind in ("response.completed", "response.incomplete"):
-            response = event.get("response") or {}
+            response = self._object(event, "response")
             self.finished = True
             chunk = self._chunk({}, finish_reason(response, bool(self._calls)))
             if (converted := usage(response.get("usage"))) is not None:

@@ -241,3 +241,22 @@ def test_chat_body_as_a_responses_request():
         "truncation": "auto",
         "store": False,
     }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"type": "response.output_item.added", "item": "a function call"},
+        {"type": "response.output_item.added"},
+        {"type": "response.completed", "response": ["not", "an", "object"]},
+    ],
+)
+def test_an_event_without_its_object_is_a_protocol_error_naming_the_provider(event):
+    """Not the Responses API: classified like any garbage from an upstream (fail over before the first token)."""
+    from providers.errors import UpstreamProtocolError
+    from providers.responses_wire import EventsToChunks
+
+    events = EventsToChunks("acme", redact=str)
+    with pytest.raises(UpstreamProtocolError) as error:
+        events.feed(event)
+    assert error.value.provider == "acme" and event["type"] in str(error.value)
