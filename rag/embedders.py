@@ -147,13 +147,15 @@ class LocalEmbedder:
     def load(self, query: bool = False) -> Any:
         """Load the model (blocking; about 0.2 s). Called on the worker threads, or to warm up.
 
-        Warming up (no arguments) loads the first documents' session and has the query
-        thread build its own meanwhile, so start-up waits for one and no request for either.
-        The other documents' sessions are built by their threads on the first ingest.
+        Warming up (no arguments) loads the first documents' session and has the other
+        threads build theirs meanwhile, so start-up waits for one and neither a request nor
+        the first ingest waits for any.
         """
         model = self._session(self._query_threads, QUERY_SLOT) if query else self._session(self._threads, 0)
         if not query:
             self._query_executor.submit(self._session, self._query_threads, QUERY_SLOT)
+            for slot in range(1, self._document_sessions):
+                self._executor.submit(self._session, self._threads, slot)
         return model
 
     def _claim_slot(self) -> None:
