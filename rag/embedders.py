@@ -39,6 +39,7 @@ from rag.errors import EmbedderFailed
 
 Vector = list[float]
 DEFAULT_LOCAL_MODEL = "all-MiniLM-L6-v2-int8"
+MIN_SLICE = 8  # texts: the smallest slice of a batch worth a session of its own
 QUERY_SLOT = -1  # the questions' session, never one of the documents' side-by-side sessions
 
 
@@ -220,10 +221,14 @@ class LocalEmbedder:
             raise EmbedderFailed(self.id, f"{type(exc).__name__}: {exc}") from exc
 
     async def embed_documents(self, texts: Sequence[str]) -> list[Vector]:
-        """Embeds in slices of `batch_size`, handed to the side-by-side sessions in order."""
-        if len(texts) <= self._batch_size or self._document_sessions == 1:
+        """Embeds in slices, handed to the side-by-side sessions in order: enough slices to
+        keep every session busy, none larger than `batch_size`, none split below
+        `MIN_SLICE` texts (a smaller one costs more in calls than it saves)."""
+        sessions = min(self._document_sessions, max(1, len(texts) // MIN_SLICE))
+        if sessions == 1 and len(texts) <= self._batch_size:
             return await self._run(texts) if texts else []
-        slices = [texts[i : i + self._batch_size] for i in range(0, len(texts), self._batch_size)]
+        size = min(self._batch_size, -(-len(texts) // sessions))
+        slices = [texts[i : i + size] for i in range(0, len(texts), size)]
         embedded = await asyncio.gather(*(self._run(piece) for piece in slices))
         return [vector for piece in embedded for vector in piece]
 

@@ -122,7 +122,7 @@ async def test_side_by_side_sessions_return_each_text_its_own_vector_in_order() 
         f"note {i}: " + ("bees visit the hive " if i % 2 else "the press prints posters ") * (1 + i % 5)
         for i in range(40)
     ]
-    side_by_side = LocalEmbedder(document_sessions=2, batch_size=8)
+    side_by_side = LocalEmbedder(document_sessions=2, batch_size=16)
     single = LocalEmbedder(document_sessions=1, batch_size=64)
     try:
         spread = await side_by_side.embed_documents(texts)
