@@ -140,15 +140,24 @@ def filter_deployments(
     return kept, excluded
 
 
-def target_misses(stats: Summary, prefs: ProviderPrefs) -> list[str]:
-    """Each latency/throughput cutoff this deployment's window misses (unmeasured: none)."""
+def expected_ttft_ms(stats: Summary, q: str, in_flight: int) -> float | None:
+    """Time to first token pXX of the next answer: the load-aware fit's prediction at the
+    current in-flight count when there is one, else the window's percentile."""
+    fitted = stats.load_fit
+    return fitted.ttft_ms(q, in_flight) if fitted is not None else stats.ttft_ms(q)
+
+
+def target_misses(stats: Summary, prefs: ProviderPrefs, in_flight: int = 0) -> list[str]:
+    """Each latency/throughput cutoff this deployment misses (unmeasured: none). Latency is
+    judged at the load the next answer meets (`in_flight`) when the fit allows."""
     misses: list[str] = []
     if prefs.preferred_max_latency is not None:
         for q, seconds in prefs.preferred_max_latency.items():
-            ttft = stats.ttft_ms(q)
+            ttft = expected_ttft_ms(stats, q, in_flight)
             if ttft is not None and ttft > seconds * 1000:
+                at = f" at {in_flight} in flight (predicted)" if stats.load_fit is not None else ""
                 misses.append(
-                    f"time to first token {q} {ttft:.0f} ms above preferred_max_latency.{q} {seconds * 1000:g} ms"
+                    f"time to first token {q} {ttft:.0f} ms{at} above preferred_max_latency.{q} {seconds * 1000:g} ms"
                 )
     if prefs.preferred_min_throughput is not None:
         for q, rate in prefs.preferred_min_throughput.items():
@@ -222,6 +231,11 @@ class Candidate:
             "input_share": round(self.input_share, 4),
             "ttft_ms": {q: self.stats.ttft_ms(q) for q in PERCENTILES},
             "tokens_per_s": {q: self.stats.tps(q) for q in PERCENTILES},
+            "predicted_ttft_ms": (
+                {q: round(fitted.ttft_ms(q, self.in_flight), 1) for q in PERCENTILES}
+                if (fitted := self.stats.load_fit) is not None
+                else None
+            ),
             "ttft_p50_ms": self.stats.ttft_p50_ms,
             "ttft_p90_ms": self.stats.ttft_p90_ms,
             "tokens_per_s_p50": self.stats.tps_p50,
@@ -272,5 +286,5 @@ def candidate(
         breaker=state.breaker.state(now),
         cache_hit_rate=hit,
         input_share=input_share,
-        misses=target_misses(stats, prefs) if prefs is not None and prefs.has_targets else [],
+        misses=target_misses(stats, prefs, in_flight) if prefs is not None and prefs.has_targets else [],
     )

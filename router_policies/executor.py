@@ -57,11 +57,21 @@ class FinishObserver(AttemptObserver, Protocol):
         tokens_per_s: float | None,
         rate_limit: RateLimitInfo | None,
         usage: Usage | None = None,
+        in_flight: int | None = None,
     ) -> None: ...
+
+    def in_flight(self, d: Deployment) -> int: ...
 
 
 class _NullFinish:
     def finished(self, *args: Any) -> None: ...
+
+
+def load_at_start(observer: Any, d: Deployment) -> int | None:
+    """The other answers in flight on `d` as this attempt starts (the observer already counts
+    this one): what the load-aware TTFT fit learns from. None when the observer keeps no count."""
+    count = getattr(observer, "in_flight", None)
+    return None if count is None else max(0, count(d) - 1)
 
 
 def carries_content(chunk: JSON) -> bool:
@@ -98,6 +108,7 @@ class StartedStream:
         observer: Any = None,
         span: Any = None,
         answer: AnswerTrace | None = None,
+        load: int | None = None,
     ) -> None:
         self.deployment = deployment
         self.preamble = preamble
@@ -113,6 +124,7 @@ class StartedStream:
         self._reported = False
         self._span = span  # the attempt's span (router_policies.tracing), ended on close
         self._answer = answer
+        self._load = load  # other answers in flight when this attempt started
         self.rest: AsyncIterator[JSON] = self._watch()
 
     async def _watch(self) -> AsyncIterator[JSON]:
@@ -163,7 +175,7 @@ class StartedStream:
         tps = None
         if self._completion_tokens and self._ended_at and self._ended_at > self.first_token_at:
             tps = self._completion_tokens / (self._ended_at - self.first_token_at)
-        self._observer.finished(d, ttft_ms, tps, self.rate_limit, self._usage)
+        self._observer.finished(d, ttft_ms, tps, self.rate_limit, self._usage, self._load)
 
 
 def upstream_call(deployment: Deployment, body: JSON, headers: dict[str, str] | None = None) -> UpstreamCall:
@@ -182,13 +194,18 @@ T = TypeVar("T")
 
 
 def _report_whole(
-    observer: Any, d: Deployment, started: float, usage: Usage | None, rate_limit: RateLimitInfo
+    observer: Any,
+    d: Deployment,
+    started: float,
+    usage: Usage | None,
+    rate_limit: RateLimitInfo,
+    load: int | None,
 ) -> None:
     """A non-streamed answer: its latency stands in for time to first token."""
     elapsed = time.monotonic() - started
     tokens = usage.completion_tokens if usage is not None else 0
     tps = tokens / elapsed if tokens and elapsed > 0 else None
-    observer.finished(d, elapsed * 1000, tps, rate_limit, usage)
+    observer.finished(d, elapsed * 1000, tps, rate_limit, usage, load)
 
 
 def _timed(
@@ -207,6 +224,7 @@ def _timed(
 
     async def attempt(d: Deployment) -> T:
         started = time.monotonic()
+        load = load_at_start(finish, d)
         span = open_attempt(d, body, operation)
         try:
             with current(span):
@@ -215,7 +233,7 @@ def _timed(
             fail_attempt(span, error)
             raise
         usage = usage_of(result)
-        _report_whole(finish, d, started, usage, rate_limit_of(result))
+        _report_whole(finish, d, started, usage, rate_limit_of(result), load)
         if span is not None:
             answer = AnswerTrace()
             answer.observe(answer_of(result))
@@ -262,6 +280,7 @@ async def embed(
 
 async def _open_until_content(deployment: Deployment, body: JSON, observer: Any) -> StartedStream:
     started_at = time.monotonic()
+    load = load_at_start(observer, deployment)
     span = open_attempt(deployment, body, "chat")
     try:
         with current(span):
@@ -296,7 +315,16 @@ async def _open_until_content(deployment: Deployment, body: JSON, observer: Any)
     if span is not None:
         span.set_attribute("gateway.time_to_first_token_ms", (first_token_at - started_at) * 1000)
     return StartedStream(
-        deployment, preamble, iterator, stream.rate_limit, started_at, first_token_at, observer, span, answer
+        deployment,
+        preamble,
+        iterator,
+        stream.rate_limit,
+        started_at,
+        first_token_at,
+        observer,
+        span,
+        answer,
+        load,
     )
 
 

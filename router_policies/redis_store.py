@@ -135,8 +135,9 @@ class RedisStore(LocalStore):
         tokens_per_s: float | None,
         rate_limit: RateLimitInfo | None,
         usage: Usage | None = None,
+        in_flight: int | None = None,
     ) -> None:
-        super().finished(deployment_id, ttft_ms, tokens_per_s, rate_limit, usage)
+        super().finished(deployment_id, ttft_ms, tokens_per_s, rate_limit, usage, in_flight)
         if rate_limit is not None and not rate_limit.is_empty():
             self._limits_pending.add(deployment_id)
 

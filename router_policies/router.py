@@ -232,8 +232,13 @@ class Router:
         tokens_per_s: float | None,
         rate_limit: RateLimitInfo | None,
         usage: Usage | None = None,
+        in_flight: int | None = None,
     ) -> None:
-        self.store.finished(d.id, ttft_ms, tokens_per_s, rate_limit, usage)
+        self.store.finished(d.id, ttft_ms, tokens_per_s, rate_limit, usage, in_flight)
+
+    def in_flight(self, d: Deployment) -> int:
+        """Answers in flight on this deployment now, every replica's (the load an attempt meets)."""
+        return self.store.state(d.id).total_in_flight
 
     def available(self, d: Deployment) -> bool:
         return self.store.state(d.id).breaker.allows(self.store.now())

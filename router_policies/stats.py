@@ -13,7 +13,8 @@ Percentiles are taken in the direction of "worse": time to first token pXX is th
 value XX % of requests stayed under; throughput pXX is the rate XX % of requests
 reached or beat (so p99 is the strictest for both, as in a latency/throughput target).
 The token sums give the deployment's observed cache-hit rate and input/output mix,
-from which the router computes its effective price.
+from which the router computes its effective price; the samples that know how many
+answers were in flight when they were sent give the load-aware fit of `load_fit.py`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from providers.types import RateLimitInfo
+from router_policies.load_fit import LoadFit, fit
 
 Clock = Callable[[], float]
 
@@ -43,30 +45,36 @@ class Sample:
     prompt_tokens: int = -1
     cached_tokens: int = 0
     completion_tokens: int = 0
+    # Answers already in flight on the deployment (every replica's) when this one was sent
+    # (-1: not known): what the load-aware time-to-first-token fit regresses on.
+    in_flight: int = -1
 
     def encode(self) -> str:
-        """Compact text for the shared store: `at,ok,ttft,tps[,prompt,cached,completion]`."""
+        """Compact text for the shared store: `at,ok,ttft,tps[,prompt,cached,completion[,in_flight]]`."""
         ttft = "" if self.ttft_ms is None else f"{self.ttft_ms:.2f}"
         tps = "" if self.tokens_per_s is None else f"{self.tokens_per_s:.2f}"
         text = f"{self.at:.3f},{int(self.ok)},{ttft},{tps}"
-        if self.prompt_tokens >= 0:
+        if self.prompt_tokens >= 0 or self.in_flight >= 0:
             text += f",{self.prompt_tokens},{self.cached_tokens},{self.completion_tokens}"
+        if self.in_flight >= 0:
+            text += f",{self.in_flight}"
         return text
 
     @classmethod
     def decode(cls, text: str) -> Sample | None:
-        """The sample, or None for garbage; the 4-field form (no tokens) is still read."""
+        """The sample, or None for garbage; the 4- and 7-field forms (no tokens, no load) are still read."""
         parts = text.split(",")
-        if len(parts) not in (4, 7):
+        if len(parts) not in (4, 7, 8):
             return None
         try:
-            tokens = (int(parts[4]), int(parts[5]), int(parts[6])) if len(parts) == 7 else (-1, 0, 0)
+            tokens = (int(parts[4]), int(parts[5]), int(parts[6])) if len(parts) >= 7 else (-1, 0, 0)
             return cls(
                 float(parts[0]),
                 parts[1] == "1",
                 float(parts[2]) if parts[2] else None,
                 float(parts[3]) if parts[3] else None,
                 *tokens,
+                in_flight=int(parts[7]) if len(parts) == 8 else -1,
             )
         except ValueError:
             return None
@@ -89,6 +97,7 @@ class Summary:
     prompt_tokens: int = 0
     cached_tokens: int = 0
     completion_tokens: int = 0
+    load_fit: LoadFit | None = None  # time to first token against in-flight count (load_fit.py)
 
     def ttft_ms(self, q: str) -> float | None:
         """Time to first token at percentile `q` ("p50", "p75", "p90", "p99")."""
@@ -176,6 +185,14 @@ class RollingWindow:
             prompt_tokens=sum(s.prompt_tokens for s in billed),
             cached_tokens=sum(s.cached_tokens for s in billed),
             completion_tokens=sum(s.completion_tokens for s in billed),
+            load_fit=fit(
+                [
+                    (s.at, s.in_flight, s.ttft_ms)
+                    for s in self._samples
+                    if s.ttft_ms is not None and s.in_flight >= 0
+                ],
+                self._clock(),
+            ),
         )
 
     def __len__(self) -> int:

@@ -66,6 +66,7 @@ class StateStore(Protocol):
         tokens_per_s: float | None,
         rate_limit: RateLimitInfo | None,
         usage: Usage | None = None,
+        in_flight: int | None = None,
     ) -> None: ...
 
     def cancelled(self, deployment_id: str) -> None: ...
@@ -164,14 +165,17 @@ class LocalStore:
         tokens_per_s: float | None,
         rate_limit: RateLimitInfo | None,
         usage: Usage | None = None,
+        in_flight: int | None = None,
     ) -> None:
+        """An answer ended; `in_flight` is how many others were in flight when it was sent."""
         state = self.state(deployment_id)
         state.in_flight = max(0, state.in_flight - 1)
         now = self._clock()
         tokens = (-1, 0, 0)
         if usage is not None and not usage.estimated:
             tokens = (usage.prompt_tokens, usage.cached_tokens, usage.completion_tokens)
-        self._add(state, Sample(now, True, ttft_ms, tokens_per_s, *tokens))
+        load = -1 if in_flight is None else max(0, in_flight)
+        self._add(state, Sample(now, True, ttft_ms, tokens_per_s, *tokens, in_flight=load))
         if rate_limit is not None and not rate_limit.is_empty():
             state.rate_limit = RateLimitState(rate_limit, now)
 

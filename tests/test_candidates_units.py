@@ -5,6 +5,8 @@ fixed clock; no gateway, no timing."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from providers.types import RateLimitInfo, Usage
@@ -19,6 +21,7 @@ from router_policies.candidates import (
     candidate,
     effective_price,
     exclusion,
+    expected_ttft_ms,
     filter_deployments,
     has_images,
     named_in,
@@ -27,6 +30,7 @@ from router_policies.candidates import (
     warm_price,
 )
 from router_policies.deployment import Deployment
+from router_policies.load_fit import LoadFit
 from router_policies.prefs import Cutoffs, MaxPrice, ProviderPrefs, parse_prefs
 from router_policies.stats import EMPTY, ServerLoad, Summary
 from router_policies.store import LocalStore
@@ -221,6 +225,19 @@ def test_target_misses_name_each_missed_cutoff_and_skip_unmeasured_ones():
     assert target_misses(stats, ProviderPrefs()) == []
 
 
+def test_with_a_load_fit_latency_targets_are_judged_at_the_current_in_flight_count():
+    # 100 ms idle, doubling per answer in flight; the window's own p90 says 1.6 s.
+    fitted = LoadFit(math.log(100.0), math.log(2.0), dict.fromkeys(("p50", "p75", "p90", "p99"), 0.0), 20)
+    stats = Summary(count=20, ttft_p50_ms=400.0, ttft_p90_ms=1600.0, load_fit=fitted)
+    prefs = ProviderPrefs(preferred_max_latency=Cutoffs(p90=0.5))
+    assert target_misses(stats, prefs, in_flight=2) == []  # 400 ms predicted
+    assert target_misses(stats, prefs, in_flight=3) == [
+        "time to first token p90 800 ms at 3 in flight (predicted) above preferred_max_latency.p90 500 ms"
+    ]
+    assert expected_ttft_ms(stats, "p90", 0) == pytest.approx(100.0)
+    assert expected_ttft_ms(Summary(count=20, ttft_p90_ms=1600.0), "p90", 0) == 1600.0  # no fit: the window
+
+
 # --------------------------------------------------------------------------- price
 
 
@@ -376,6 +393,7 @@ def test_candidate_carries_price_stats_breaker_and_misses_and_describes_itself()
         "input_share": 0.75,
         "ttft_ms": {"p50": 400.0, "p75": 400.0, "p90": 400.0, "p99": 400.0},
         "tokens_per_s": {"p50": 25.0, "p75": 25.0, "p90": 25.0, "p99": 25.0},
+        "predicted_ttft_ms": None,  # no load recorded with the samples: no fit
         "ttft_p50_ms": 400.0,
         "ttft_p90_ms": 400.0,
         "tokens_per_s_p50": 25.0,

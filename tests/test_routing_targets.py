@@ -3,6 +3,8 @@ the real gateway over HTTP, the openai SDK and fake upstreams."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 
@@ -169,3 +171,61 @@ def test_prompt_cache_stickiness_keeps_a_keys_long_prefix_on_one_deployment(fake
     assert any("prompt prefix" in r for r in meta["candidates"][0]["reasons"])
     short = {provider_of(api.chat.completions.create(model="m", messages=MESSAGES)) for _ in range(20)}
     assert short == {"one", "two"}  # short prompts are spread as usual
+
+
+def test_latency_targets_are_judged_at_the_load_the_next_answer_meets(fake, gateway):
+    """A cheap deployment slow only while busy: with nothing in flight it meets a p90 target its
+    five-minute window misses; with the same load as its slow answers it is a fallback again."""
+    cheap = fake(name="cheap")
+    dear = fake(behaviour=Behaviour(first_byte_ms=300), name="dear")
+    gw = gateway(
+        routing_config({"cheap": {"url": cheap.url, "price": 0.1}, "dear": {"url": dear.url, "price": 5.0}})
+    )
+    api = client(gw.url, **{"X-Gateway-Metadata": "enabled"})
+    only_cheap = {"provider": {"only": ["cheap"]}}
+    for _ in range(8):  # idle: quick
+        api.chat.completions.create(model="m", messages=MESSAGES, extra_body=only_cheap)
+    api.chat.completions.create(model="m", messages=MESSAGES, extra_body={"provider": {"only": ["dear"]}})
+
+    def hold(n: int) -> list[Any]:
+        """n streams left open on the cheap deployment, each past its first token."""
+        cheap.sim.script(*[Behaviour(hang_after_chunks=2)] * n)
+        streams = []
+        for _ in range(n):
+            stream = api.chat.completions.create(
+                model="m", messages=MESSAGES, stream=True, extra_body=only_cheap
+            )
+            next(iter(stream))
+            streams.append(stream)
+        wait_until(lambda: cheap.sim.in_flight == n, what=f"{n} streams held on the cheap deployment")
+        return streams
+
+    held = hold(4)
+    cheap.sim.behaviour = Behaviour(first_byte_ms=400)  # busy: slow
+    for _ in range(8):
+        api.chat.completions.create(model="m", messages=MESSAGES, extra_body=only_cheap)
+    for stream in held:
+        stream.close()
+    cheap.sim.behaviour = Behaviour()
+    wait_until(lambda: cheap.sim.in_flight == 0, what="the held streams to close")
+
+    target = {"provider": {"preferred_max_latency": {"p90": 0.2}}}
+    answer = api.chat.completions.create(model="m", messages=MESSAGES, extra_body=target)
+    meta = answer.model_extra["gateway"]
+    by_name = {c["provider"]: c for c in meta["candidates"]}
+    assert by_name["cheap"]["ttft_ms"]["p90"] > 200  # the window alone would call it slow
+    assert by_name["cheap"]["in_flight"] == 0 and by_name["cheap"]["predicted_ttft_ms"]["p90"] < 200
+    assert by_name["cheap"]["preferred"] is True and provider_of(answer) == "cheap"
+    assert meta["plan"] == ["cheap/cheap-model", "dear/dear-model"]
+
+    held = hold(4)
+    answer = api.chat.completions.create(model="m", messages=MESSAGES, extra_body=target)
+    by_name = {c["provider"]: c for c in answer.model_extra["gateway"]["candidates"]}
+    assert by_name["cheap"]["in_flight"] == 4 and by_name["cheap"]["preferred"] is False
+    assert by_name["cheap"]["predicted_ttft_ms"]["p90"] > 200
+    assert any(
+        "at 4 in flight (predicted) above preferred_max_latency.p90 200 ms" in r
+        for r in by_name["cheap"]["reasons"]
+    )
+    for stream in held:
+        stream.close()
