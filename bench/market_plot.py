@@ -1,7 +1,8 @@
 """The routing market's picture: each policy's cost against the oracle's, by SLO attainment.
 
 One point per policy (mean over the seeds) with error bars of one standard deviation
-each way; lower and further right is better, the oracle sits at (its attainment, 1).
+each way; lower and further right is better, the hindsight oracle sits at (its
+attainment, 1), the market oracle (no knowledge of each request's noise) in grey.
 Drawn with matplotlib's non-interactive Agg backend into a PNG.
 """
 
@@ -19,7 +20,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> Path:
 
     fig, ax = plt.subplots(figsize=(9, 6), dpi=120)
     for i, r in enumerate(rows):
-        oracle = r["variant"] == "hindsight oracle"
+        oracle = "oracle" in r["variant"]
         ax.errorbar(
             r["slo_attainment"] * 100,
             r["cost_ratio"],
@@ -29,7 +30,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> Path:
             markersize=12 if oracle else 7,
             capsize=3,
             label=r["variant"],
-            color="black" if oracle else f"C{i % 10}",
+            color=("black" if r["variant"] == "hindsight oracle" else "grey") if oracle else f"C{i % 10}",
         )
     ax.axhline(1.10, linestyle=":", color="grey", linewidth=1)
     ax.axvline(99.0, linestyle=":", color="grey", linewidth=1)

@@ -33,6 +33,7 @@ CACHE_TTL_S = 300.0
 FIRST_BYTE_TIMEOUT_S = 4.0
 RETRY_AFTER_S = 15.0  # a 429 episode's Retry-After
 OVERFLOW_RETRY_AFTER_S = 1.0  # a 429 for being over capacity
+NOISE_SIGMA = 0.35  # each request's own time-to-first-token noise: log-normal, this sigma
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,9 @@ class Market:
 
     def noise(self, p: ProviderModel, request: int) -> float:
         """This request's latency noise at this provider: the same for every policy and the oracle."""
-        return random.Random((self.seed * 1_000_003 + request) * 8 + _INDEX[p.name]).lognormvariate(0, 0.35)
+        return random.Random((self.seed * 1_000_003 + request) * 8 + _INDEX[p.name]).lognormvariate(
+            0, NOISE_SIGMA
+        )
 
     def probe(self, p: ProviderModel, t: float, request: int) -> tuple[float, ProviderError | None]:
         """(seconds until first token or failure, the failure) of an attempt now, changing nothing."""
@@ -136,6 +139,24 @@ class Market:
         if ttft > FIRST_BYTE_TIMEOUT_S:
             return FIRST_BYTE_TIMEOUT_S, UpstreamTimeout("slow", provider=p.name, phase="first_byte")
         return ttft, None
+
+    def chance_within(self, p: ProviderModel, t: float, limit_s: float) -> float:
+        """The probability that an attempt now answers within `limit_s`, knowing the market's
+        state (episodes, drift, load) but not the request's own latency noise."""
+        if self._episode(p, t) is not None:
+            return 0.0
+        active = self.active(p, t)
+        wait = 0.0
+        if active >= p.capacity:
+            if p.overflow == "429":
+                return 0.0
+            wait = (active - p.capacity + 1) * (p.ttft_s + COMPLETION_TOKENS / p.tokens_per_s) / p.capacity
+        occupancy = min(active, p.capacity) / p.capacity
+        base = p.ttft_s * self.drift[p.name][int(t // 10)] * (1.0 + 1.5 * occupancy**2)
+        room = min(limit_s, FIRST_BYTE_TIMEOUT_S) - wait
+        if room <= 0:
+            return 0.0
+        return 0.5 * (1.0 + math.erf(math.log(room / base) / (NOISE_SIGMA * math.sqrt(2.0))))
 
     def occupy(self, p: ProviderModel, t: float, ttft_s: float) -> None:
         """Book an answer that started at t: it holds the provider until its last token."""
