@@ -12,7 +12,6 @@ pays for FastAPI's validation or dependency solving. The API is described for
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -28,7 +27,6 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
-from gateway.accounting import token_counter
 from gateway.accounts import AccountsMiddleware
 from gateway.admin.cache_routes import cache_admin_routes
 from gateway.admin.rag_routes import rag_admin_routes
@@ -130,7 +128,6 @@ def create_app(settings: Settings, config: GatewayConfig) -> ASGIApp:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = await build_runtime(settings, config)
-        await asyncio.to_thread(token_counter)  # load the tokenizer now, not on a request
         app.state.runtime = runtime
         runtime.lifecycle.install()
         for group in runtime.models.values():
