@@ -14,7 +14,7 @@ import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -23,8 +23,10 @@ from gateway.settings import Settings
 from rag.documents import KINDS, expand_paths, read_document
 from rag.embedders import LocalEmbedder
 from rag.errors import DocumentError, RagError
-from rag.ingest import FileResult, Ingestor
-from rag.store import Store
+
+if TYPE_CHECKING:  # rag.ingest and rag.store load numpy; `gateway serve` builds this parser too
+    from rag.ingest import FileResult
+    from rag.store import Store
 
 
 def add_commands(commands: Any) -> None:
@@ -78,6 +80,8 @@ def _documents(args: argparse.Namespace) -> list[Any]:
 
 async def _ingest(store: Store, args: argparse.Namespace) -> int:
     from tqdm import tqdm
+
+    from rag.ingest import Ingestor
 
     documents = await asyncio.to_thread(_documents, args)
     embedder = LocalEmbedder()

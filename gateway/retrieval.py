@@ -16,6 +16,10 @@ retrieval; one local embedder, loaded once. Per chat request:
 
 The returned `Grounding` cites the chunks in the answer and describes the retrieval for
 `X-Gateway-Metadata`, `/v1/generation` and the ledger.
+
+rag's store, search, retrieval, ingestion and augmentation modules load numpy (about
+13 MB) and, once a store opens, qdrant-client: they are imported by the functions here
+that use them, so a gateway whose config names no collection never loads them.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -35,18 +39,20 @@ from gateway.retrieval_calls import GatewayEmbedder, GatewayReranker, GatewayRew
 from gateway.retrieval_config import CollectionConfig, RagRequest
 from gateway.settings import Settings
 from gateway.telemetry.tracing import child_span
-from rag.augment import augment, citation_urls, last_user_text, url_annotations
 from rag.documents import expand_paths, read_document
 from rag.embedders import DEFAULT_LOCAL_MODEL, Embedder, LocalEmbedder, QueryCache
 from rag.errors import CollectionNotFound, DocumentError, EmbedderFailed, EmbedderMismatch, RagError
-from rag.ingest import Ingestor
-from rag.retrieve import RetrievalOptions, retrieve
-from rag.store import Hit, Store
+
+if TYPE_CHECKING:
+    from rag.retrieve import RetrievalOptions
+    from rag.store import Hit, Store
 
 log = logging.getLogger("gateway.rag")
 
 
 def open_store(settings: Settings) -> Store:
+    from rag.store import Store
+
     api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
     return Store(path=settings.qdrant_path, url=settings.qdrant_url, api_key=api_key)
 
@@ -90,6 +96,8 @@ class RagService:
                     except DocumentError as exc:
                         out.append(exc)
             return out
+
+        from rag.ingest import Ingestor
 
         try:
             report = await Ingestor(await self.store(), embedder, collection.name).run(
@@ -178,6 +186,8 @@ class Grounding:
         return data
 
     def _citations(self, target: dict[str, Any]) -> None:
+        from rag.augment import citation_urls
+
         existing = target.get("citations")
         urls = list(existing) if isinstance(existing, list) else []
         target["citations"] = urls + [u for u in citation_urls(self.hits) if u not in urls]
@@ -186,6 +196,8 @@ class Grounding:
         """`message.annotations` on every choice and a top-level `citations` list."""
         if not self.hits:
             return
+        from rag.augment import url_annotations
+
         for choice in answer.get("choices") or []:
             message = choice.get("message") if isinstance(choice, dict) else None
             if isinstance(message, dict):
@@ -197,6 +209,8 @@ class Grounding:
 
     def cite_chunk(self, chunk: dict[str, Any], answer: str) -> None:
         """The same on a stream's final chunk (the one with `finish_reason`), as a delta."""
+        from rag.augment import url_annotations
+
         choices = chunk.get("choices")
         if isinstance(choices, list) and choices and isinstance(choices[0], dict):
             delta = choices[0].setdefault("delta", {})
@@ -225,6 +239,8 @@ def rag_request(runtime: Any, body: dict[str, Any], model: str) -> RagRequest | 
 
 
 def _options(collection: CollectionConfig, asked: RagRequest) -> RetrievalOptions:
+    from rag.retrieve import RetrievalOptions
+
     return RetrievalOptions(
         top_k=asked.top_k or collection.top_k,
         score_threshold=asked.score_threshold
@@ -244,6 +260,8 @@ def _options(collection: CollectionConfig, asked: RagRequest) -> RetrievalOption
 async def _retrieve(
     service: RagService, collection: CollectionConfig, asked: RagRequest, query: str, deny: bool
 ) -> Grounding:
+    from rag.retrieve import retrieve
+
     runtime = service.runtime
     store = await service.store()
     embedder = service.embedder(collection, deny)
@@ -261,6 +279,8 @@ async def ground(
     runtime: Any, asked: RagRequest, body: dict[str, Any], record: RequestRecord, deny: bool
 ) -> Grounding:
     """Retrieve for the last user turn and put the context into `body["messages"]`; book a refusal."""
+    from rag.augment import augment, last_user_text
+
     service: RagService = runtime.rag
     assert asked.collection is not None
     collection = service.collection(asked.collection)

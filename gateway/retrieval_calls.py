@@ -13,16 +13,18 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.records import RequestRecord
 from providers.errors import ProviderError
 from rag.embedders import QueryCache, Vector
 from rag.errors import EmbedderFailed
 from rag.prompts import parse_order, parse_rewrites, rerank_prompt, rewrite_prompt
-from rag.store import Hit
 from router_policies.attempts import AllAttemptsFailed, AttemptLog
 from router_policies.executor import complete, embed
+
+if TYPE_CHECKING:
+    from rag.store import Hit  # rag.store loads numpy: not at import time (gateway.retrieval)
 
 
 def _body(model: str, deny: bool, **fields: Any) -> dict[str, Any]:

@@ -32,9 +32,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from rag.augment import DEFAULT_TEMPLATE
-
 FilterValue = str | int | bool | list[str] | list[int]
+
+
+def _default_template() -> str:
+    """rag's template, imported only when a collection is configured (rag.augment loads numpy)."""
+    from rag.augment import DEFAULT_TEMPLATE
+
+    return DEFAULT_TEMPLATE
 
 
 class _Strict(BaseModel):
@@ -76,7 +81,7 @@ class CollectionConfig(_Strict):
     sparse_weight: float = Field(0.5, ge=0, le=4)
     expand: ExpandConfig | None = None
     rerank: RerankConfig | None = None
-    template: str = DEFAULT_TEMPLATE
+    template: str = Field(default_factory=_default_template)
     role: Literal["system", "user"] = "system"
     seed: list[Path] = Field(default_factory=list)
     seed_type: Literal["article", "post", "code"] | None = None

@@ -21,7 +21,6 @@ from gateway.request_body import read_json_object, validation_error
 from gateway.retrieval import RagService
 from rag.documents import make_document
 from rag.errors import EmbedderMismatch, RagError
-from rag.ingest import Ingestor
 
 
 class DocumentIn(BaseModel):
@@ -60,6 +59,8 @@ async def ingest_documents(request: Request) -> Response:
             for d in parsed.documents
         ]
     )
+    from rag.ingest import Ingestor  # loads numpy: only when documents are ingested
+
     try:
         store = await service.store()
         report = await Ingestor(store, service.embedder(collection, deny=False), name).run(documents)

@@ -25,7 +25,6 @@ from gateway.cache.exact import CacheUnavailable
 from gateway.cache.guard import compatible
 from gateway.cache.keys import short
 from rag.errors import RagError
-from rag.store import Query
 
 SWEEP_EVERY = 200
 
@@ -71,6 +70,8 @@ class SemanticIndex:
                 return None  # nothing was ever stored for this namespace
             self._ready.add(collection)
             vector = await embedder.embed_query(text)
+            from rag.store import Query  # numpy and qdrant-client: only once the semantic cache is used
+
             query = Query(dense=[vector], limit=3, score_threshold=threshold, filter={"ctx": context})
             hits = await store.search(collection, embedder.id, query)
         except RagError as exc:
