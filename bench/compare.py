@@ -1,6 +1,6 @@
 """Direct, the gateway and the LiteLLM proxy against one fake upstream, in one run: `make bench`.
 
-`python -m bench.compare [--smoke] [--no-litellm] [--rates 50,100,...] [--soak-requests N]`
+`python -m bench.compare [--smoke] [--no-litellm] [--rates 50,100,...] [--soak-requests N] [--only soak]`
 
 One fake upstream (`bench.upstream`), the gateway (`gateway serve`, one worker, with
 what production runs: an admin key and a virtual key with rpm, tpm and budget limits,
@@ -19,7 +19,9 @@ From one aiohttp client in this process:
 Writes bench/results/compare.json, a PNG plot (bench/compare.png) and the table into
 bench/README.md between its `bench.compare` markers. `--smoke` is the CI run: a few
 seconds, no LiteLLM, nothing written but the JSON; it prints the figures and never
-judges them.
+judges them. `--only soak` starts the upstream and the gateway and runs only the soak,
+from idle (100k requests in about 5 minutes on a quiet machine): its figures go to
+bench/results/soak.json and the terminal, not to the README.
 """
 
 from __future__ import annotations
@@ -68,10 +70,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rates", type=lambda t: _numbers(t, float), default=[25, 50, 100, 200, 400, 800])
     parser.add_argument("--rate-seconds", type=float, default=4.0)
     parser.add_argument("--soak-requests", type=int, default=20_000)
+    parser.add_argument(
+        "--only", choices=["soak"], default=None, help="soak: only the gateway's soak, nothing else"
+    )
     parser.add_argument("--completion-tokens", type=int, default=16)
     parser.add_argument("--request-timeout", type=float, default=30.0)
-    parser.add_argument("--output", type=Path, default=RESULTS_DIR / "compare.json")
+    parser.add_argument("--output", type=Path, default=None, help="default: bench/results/compare.json")
     args = parser.parse_args(argv)
+    if args.output is None:
+        args.output = RESULTS_DIR / ("soak.json" if args.only == "soak" else "compare.json")
+    if args.only == "soak":
+        args.litellm = False
     if args.smoke:
         args.litellm = False
         args.concurrency, args.closed_requests = [1, 8], 60
@@ -252,6 +261,11 @@ async def measure(
             targets.append(Target.for_model("litellm", url, GATEWAY_MODEL, litellm_proxy.MASTER_KEY))
         gateway = processes["gateway"]
         rss: dict[str, Any] = {name: {"idle_kb": proc.rss_kb()} for name, proc in processes.items()}
+        if args.only == "soak":
+            only = await soak(args, session, targets[1], gateway)
+            await asyncio.sleep(2)
+            rss["gateway"]["after_kb"] = gateway.rss_kb()
+            return {"rss": rss, "soak": only}
         samplers = {name: RssSampler(proc) for name, proc in processes.items()}
         closed = await closed_loop(args, session, targets, processes, samplers)
         # Before the open loop, whose highest rates may overload the gateway and open its breaker.
@@ -284,7 +298,7 @@ def _progress(label: str, sides: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench.compare_report import markdown, plot, write_readme
+    from bench.compare_report import markdown, plot, soak_markdown, write_readme
 
     args = parse_args(argv)
     machine = machine_info()
@@ -319,9 +333,9 @@ def main(argv: list[str] | None = None) -> int:
         **results,
     }
     write_json(payload, args.output)
-    text = markdown(payload)
+    text = soak_markdown(payload) if args.only == "soak" else markdown(payload)
     print(text, flush=True)
-    if not args.smoke:
+    if not args.smoke and args.only is None:
         plot(payload, PLOT)
         write_readme(README, text, PLOT.name, MARK_START, MARK_END)
     print(f"wall time {payload['wall_time_s']:.0f}s; JSON: {args.output}", file=sys.stderr)

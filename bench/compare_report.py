@@ -74,12 +74,36 @@ def markdown(payload: dict[str, Any]) -> str:
         )
     soak = payload.get("soak")
     if soak:
-        lines.append(
-            f"\nGateway soak: {soak['requests']} requests at c=32 ({soak['failed']} failed), "
-            "RSS slope over the second half "
-            f"{_f(soak['slope_mb_per_10k'])} MB per 10k requests "
-            f"(RSS {_mb(soak['rss_kb'][0][1])} → {_mb(soak['rss_kb'][-1][1])} MB)."
-        )
+        lines.append("\n" + soak_line(soak))
+    return "\n".join(lines)
+
+
+def soak_line(soak: dict[str, Any]) -> str:
+    return (
+        f"Gateway soak: {soak['requests']} requests at c=32 ({soak['failed']} failed), "
+        "RSS slope over the second half "
+        f"{_f(soak['slope_mb_per_10k'])} MB per 10k requests "
+        f"(RSS {_mb(soak['rss_kb'][0][1])} → {_mb(soak['rss_kb'][-1][1])} MB)."
+    )
+
+
+def soak_markdown(payload: dict[str, Any]) -> str:
+    """`--only soak`: the gateway's RSS at idle, after every tenth of the soak, and the slope."""
+    machine, rss, soak = payload["machine"], payload["rss"]["gateway"], payload["soak"]
+    load = machine["loadavg_at_start"][0], machine["loadavg_at_end"][0]
+    lines = [
+        f"Run of `python -m bench.compare --only soak` — git {machine['git_commit']}"
+        f"{' (dirty)' if machine['git_dirty'] else ''}, nproc={machine['nproc']}, "
+        f"load average {load[0]:.2f} at start, {load[1]:.2f} at end",
+        "",
+        f"Gateway RSS at idle {_mb(rss.get('idle_kb'))} MB, 2 s after the soak {_mb(rss.get('after_kb'))} MB.",
+        "",
+        "| requests | RSS MB |",
+        "|---:|---:|",
+        *(f"| {sent} | {kb / 1024:.1f} |" for sent, kb in soak["rss_kb"]),
+        "",
+        soak_line(soak),
+    ]
     return "\n".join(lines)
 
 
