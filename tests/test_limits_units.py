@@ -170,6 +170,26 @@ async def test_tokens_age_out_and_reset_says_when_enough_have_to_drop_below_the_
     assert await backend.reserve_tokens("k", 100, 0) == WindowCheck(True, 30, 0.0)
 
 
+async def test_the_kept_token_sum_matches_the_window_over_many_reservations_and_corrections():
+    """The backend keeps the window's sum as entries come and go; recount it from scratch each step."""
+    clock = Clock()
+    backend = MemoryBackend(clock)
+    window: list[tuple[float, int]] = []  # what should be in the window: (time, tokens)
+    limit = 10**6
+    for step in range(3000):
+        clock.now += (step % 7) * 0.25  # two or three minutes in all: entries leave all along
+        window = [(t, n) for t, n in window if t > clock.now - WINDOW_S]
+        if step % 3 == 2:
+            correction = -(step % 11)  # the answers used less than reserved
+            await backend.add_tokens("k", correction)
+            window.append((clock.now, correction))
+        else:
+            tokens = 1 + step % 13
+            check = await backend.reserve_tokens("k", limit, tokens)
+            window.append((clock.now, tokens))
+            assert check.remaining == limit - sum(n for _, n in window), step
+
+
 async def test_an_unreported_budget_reservation_expires_after_its_ttl():
     clock = Clock()
     backend = MemoryBackend(clock)

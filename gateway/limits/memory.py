@@ -2,7 +2,9 @@
 
 Requests per minute use a sliding log of admission times (never more than `rpm`
 requests in any 60 s), tokens per minute a log of (time, tokens): a reservation at admission, corrected
-by the difference to the actual count when the request finishes.
+by the difference to the actual count when the request finishes. The log's sum is kept as entries
+enter and leave the window, so a check costs the same with 10 or 50,000 requests in the last minute
+(summing the log on every check was a quarter of the gateway's CPU at a few hundred requests/s).
 Budgets keep, per key and period, the spend settled so far plus the reservations of
 requests in flight; a reservation expires if its request never reports back.
 The clock is injectable so that a window's ageing can be checked without waiting a minute.
@@ -37,6 +39,7 @@ class MemoryBackend:
         self._clock = clock
         self._requests: dict[str, deque[float]] = {}
         self._tokens: dict[str, deque[tuple[float, int]]] = {}
+        self._token_sums: dict[str, int] = {}  # the sum of each key's token log
         self._budgets: dict[str, _Budget] = {}
 
     async def hit_requests(self, key_id: str, limit: int, request_id: str) -> WindowCheck:
@@ -49,17 +52,24 @@ class MemoryBackend:
         log.append(now)
         return WindowCheck(True, limit - len(log), log[0] + WINDOW_S - now)
 
+    def _token_log(self, key_id: str, now: float) -> tuple[deque[tuple[float, int]], int]:
+        """The key's token log with what left the window dropped, and its sum."""
+        log = self._tokens.setdefault(key_id, deque())
+        used = self._token_sums.get(key_id, 0)
+        while log and log[0][0] <= now - WINDOW_S:
+            used -= log.popleft()[1]
+        self._token_sums[key_id] = used
+        return log, used
+
     async def reserve_tokens(self, key_id: str, limit: int, tokens: int) -> WindowCheck:
         now = self._clock()
-        log = self._tokens.setdefault(key_id, deque())
-        while log and log[0][0] <= now - WINDOW_S:
-            log.popleft()
-        used = sum(n for _, n in log)
+        log, used = self._token_log(key_id, now)
         if used >= limit:
             return WindowCheck(False, 0, self._tokens_reset(log, used, limit, now))
         if tokens:
             log.append((now, tokens))
             used += tokens
+            self._token_sums[key_id] = used
         return WindowCheck(True, max(0, limit - used), self._tokens_reset(log, used, limit, now))
 
     @staticmethod
@@ -74,7 +84,10 @@ class MemoryBackend:
         return 0.0
 
     async def add_tokens(self, key_id: str, tokens: int) -> None:
-        self._tokens.setdefault(key_id, deque()).append((self._clock(), tokens))
+        now = self._clock()
+        log, used = self._token_log(key_id, now)
+        log.append((now, tokens))
+        self._token_sums[key_id] = used + tokens
 
     async def reserve(
         self,
