@@ -92,3 +92,21 @@ def test_spans_are_exported_over_otlp_http(fake, tmp_path):
     assert attempt["attributes"]["gen_ai.request.max_tokens"].int_value == 20
     assert attempt["attributes"]["gen_ai.usage.output_tokens"].int_value > 0
     assert upstream.sim.requests[-1].headers["traceparent"].split("-")[1] == trace_id
+
+
+def test_tracing_on_with_nowhere_to_send_spans_serves_as_untraced(fake, tmp_path):
+    """`GATEWAY_TRACING=on` without an endpoint has no span processor: no span is built, so none
+    is propagated to the upstream (with one, as above, the attempt's `traceparent` goes out)."""
+    upstream = fake()
+    gateway = serve_process(tmp_path, config_for({"up": upstream.url}), {"GATEWAY_TRACING": "on"})
+    try:
+        response = httpx.post(
+            f"{gateway.url}/v1/chat/completions",
+            json={"model": "m", "messages": [{"role": "user", "content": "hi"}]},
+            headers={"traceparent": f"00-{os.urandom(16).hex()}-{os.urandom(8).hex()}-01"},
+            timeout=30,
+        )
+    finally:
+        gateway.stop()
+    assert response.status_code == 200
+    assert upstream.sim.requests and "traceparent" not in upstream.sim.requests[-1].headers
