@@ -148,13 +148,22 @@ def expected_ttft_ms(stats: Summary, q: str, in_flight: int) -> float | None:
 
 
 def target_misses(stats: Summary, prefs: ProviderPrefs, in_flight: int = 0) -> list[str]:
-    """Each latency/throughput cutoff this deployment misses (unmeasured: none). Latency is
-    judged at the load the next answer meets (`in_flight`) when the fit allows."""
+    """Each latency/throughput cutoff this deployment misses (unmeasured: none)."""
+    return target_check(stats, prefs, in_flight)[0]
+
+
+def target_check(stats: Summary, prefs: ProviderPrefs, in_flight: int = 0) -> tuple[list[str], float]:
+    """(each cutoff missed, the worst shortfall): latency is judged at the load the next answer
+    meets (`in_flight`) when the fit allows. The shortfall is how far the worst cutoff is
+    missed as a ratio (1.5: half as slow again as the target); 0 when every cutoff holds,
+    and it orders the fallbacks, the nearest to the targets first."""
     misses: list[str] = []
+    worst = 0.0
     if prefs.preferred_max_latency is not None:
         for q, seconds in prefs.preferred_max_latency.items():
             ttft = expected_ttft_ms(stats, q, in_flight)
             if ttft is not None and ttft > seconds * 1000:
+                worst = max(worst, ttft / (seconds * 1000))
                 at = f" at {in_flight} in flight (predicted)" if stats.load_fit is not None else ""
                 misses.append(
                     f"time to first token {q} {ttft:.0f} ms{at} above preferred_max_latency.{q} {seconds * 1000:g} ms"
@@ -163,10 +172,11 @@ def target_misses(stats: Summary, prefs: ProviderPrefs, in_flight: int = 0) -> l
         for q, rate in prefs.preferred_min_throughput.items():
             tps = stats.tps(q)
             if tps is not None and tps < rate:
+                worst = max(worst, rate / max(tps, 1e-9))
                 misses.append(
                     f"throughput {q} {tps:.1f} tokens/s below preferred_min_throughput.{q} {rate:g}"
                 )
-    return misses
+    return misses, worst
 
 
 def effective_price(d: Deployment, stats: Summary) -> tuple[float, float, float]:
@@ -205,6 +215,7 @@ class Candidate:
     cache_hit_rate: float = 0.0
     input_share: float = 0.5
     misses: list[str] = field(default_factory=list)  # targets missed: a fallback
+    shortfall: float = 0.0  # how far the worst target is missed (see `target_check`)
     reasons: list[str] = field(default_factory=list)  # why it sits where it does in the plan
 
     @property
@@ -274,6 +285,9 @@ def candidate(
     load, busy = _load(d, store, in_flight, now)
     stats = state.window.summary()
     price, hit, input_share = effective_price(d, stats)
+    misses, shortfall = (
+        target_check(stats, prefs, in_flight) if prefs is not None and prefs.has_targets else ([], 0.0)
+    )
     return Candidate(
         deployment=d,
         model=model,
@@ -286,5 +300,6 @@ def candidate(
         breaker=state.breaker.state(now),
         cache_hit_rate=hit,
         input_share=input_share,
-        misses=target_misses(stats, prefs, in_flight) if prefs is not None and prefs.has_targets else [],
+        misses=misses,
+        shortfall=shortfall,
     )

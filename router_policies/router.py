@@ -6,8 +6,9 @@ model's policy (or the `sort` the request asked for), pins `order` at the front 
 concatenates the models of a `models: [...]` fallback list (with `sort.partition:
 "none"` the sort runs across all of them at once). Then the soft preferences: every
 candidate that misses a latency/throughput target or is at capacity moves behind
-every one that does not, keeping its order, so a fallback model meeting the target
-goes before a primary that misses it. Last, prompt-cache stickiness: the deployment
+every one that does not, keeping its order (the fallbacks: nearest to the targets
+first, at capacity last), so a fallback model meeting the target goes before a
+primary that misses it. Last, prompt-cache stickiness: the deployment
 that last served this key's long prompt prefix goes first while it is preferred (no
 missed target, room, breaker closed) and its price with the whole prompt cached is no
 higher than the effective price of the policy's first choice (so stickiness never
@@ -248,7 +249,9 @@ class Router:
 
 
 def _prefer(ranked: list[Candidate], prefs: ProviderPrefs) -> list[Candidate]:
-    """Candidates meeting every target with room first, the rest after, each in its order.
+    """Candidates meeting every target with room first, in the policy's order; then those that
+    miss a target, nearest to the targets first (the policy's order among equals), so when
+    nothing meets them the request goes where it is likeliest to; those at capacity last.
 
     A deployment pinned by `order` keeps its place: the client named it.
     """
@@ -264,6 +267,7 @@ def _prefer(ranked: list[Candidate], prefs: ProviderPrefs) -> list[Candidate]:
             c.reasons += [f"fallback: {why}" for why in c.misses]
             if c.busy:
                 c.reasons.append("fallback: at capacity")
+    back.sort(key=lambda c: (c.busy, c.shortfall))
     return front + back
 
 

@@ -94,6 +94,26 @@ def test_percentile_targets_every_given_cutoff_must_hold():
     ]
 
 
+def test_when_nothing_meets_the_target_the_nearest_goes_first_and_the_full_last():
+    group = ModelGroup(
+        "m", (dep("cheap", 1.0), dep("mid", 2.0), dep("near", 4.0), dep("full", 5.0, max_concurrency=1))
+    )
+    router = router_with(
+        {
+            "cheap/cheap-model": 900.0,
+            "mid/mid-model": 500.0,
+            "near/near-model": 300.0,
+            "full/full-model": 10.0,
+        }
+    )
+    router.store.started("full/full-model")  # at capacity
+    target = ProviderPrefs(preferred_max_latency=Cutoffs(p50=0.2))
+    for _ in range(20):  # whatever the draw: misses by 1.5x, 2.5x, 4.5x, then the one with no room
+        plan = router.plan([group], {}, target)
+        assert [d.provider for d in plan.deployments] == ["near", "mid", "cheap", "full"]
+    assert [round(c.shortfall, 2) for c in plan.candidates] == [1.5, 2.5, 4.5, 0.0]
+
+
 def test_throughput_targets_count_from_the_slow_end():
     group = ModelGroup("m", (dep("cheap", 1.0), dep("dear", 4.0)))
     store = LocalStore(clock=lambda: NOW)
