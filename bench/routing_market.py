@@ -115,6 +115,10 @@ class _Events:
         self._heap: list[tuple[float, int, Callable[[], None]]] = []
         self._seq = 0
 
+    @property
+    def now(self) -> float:
+        return self._clock.now
+
     def at(self, t: float, action: Callable[[], None]) -> None:
         heapq.heappush(self._heap, (t, self._seq, action))
         self._seq += 1
@@ -151,7 +155,10 @@ def _run_attempt(req: _Request, d: Deployment, at: float) -> tuple[float, bool, 
         router.started(d)
         load.append(router.in_flight(d) - 1)
 
-    req.events.at(at, start)
+    if at <= req.events.now:  # the request's first attempt: started now, before any hedge is timed
+        start()
+    else:
+        req.events.at(at, start)
     if error is not None:
         req.events.at(at + took, lambda: router.failed(d, error))
         return took, False, 0.0
@@ -179,9 +186,11 @@ def _serve(
     queue = list(plan)
     while queue and elapsed < DEADLINE_S:
         d = queue.pop(0)
-        p90 = req.router.ttft_p90_ms(d)
-        delay = max(p90 if p90 is not None else hedge.default_delay_ms, hedge.min_delay_ms) / 1000
         took, ok, cost = _run_attempt(req, d, t0 + elapsed)
+        delay = 0.0
+        if queue:  # as the runner times a hedge, once the attempt has started
+            following = req.router.ttft_p90_ms(queue[0]) if hedge.target_ms is not None else None
+            delay = hedge.delay_ms(req.router.ttft_p90_ms(d), following) / 1000
         billed += cost
         if hedge.enabled and queue and took > delay:
             second = queue.pop(0)
@@ -255,11 +264,14 @@ def run_variant(
     for index, (t, tenant) in enumerate(load):
         events.until(t)
         key = f"tenant-{tenant}" if variant.sticky else None
-        plan = router.plan([group], {}, prefs, prefix_key=key).deployments[:max_attempts]
+        planned = router.plan([group], {}, prefs, prefix_key=key)
+        plan = planned.deployments[:max_attempts]
         if not variant.breaker:  # stateless baselines: the breaker never opens, Retry-After is ignored
             for d in group.deployments:
                 store.state(d.id).breaker.open_until = 0.0
-        ttft, billed = _serve(_Request(router, market, caches, events, index, tenant, key), plan, t, hedge)
+        ttft, billed = _serve(
+            _Request(router, market, caches, events, index, tenant, key), plan, t, planned.hedge
+        )
         cost += billed
         if ttft is not None:
             ttfts.append(ttft)

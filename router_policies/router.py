@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from providers.errors import ContextLengthExceeded, ProviderError, UpstreamBadRequest
@@ -37,6 +37,7 @@ from router_policies.candidates import (
     Candidate,
     NoCandidates,
     candidate,
+    expected_ttft_ms,
     filter_deployments,
     named_in,
     sent_parameters,
@@ -133,7 +134,8 @@ class Router:
         """The ordered plan over every model in the fallback list; NoCandidates if none fits."""
         first = self.settings_for(groups[0].name)
         prefs = first.defaults.merge(key).merge(request)
-        plan = Plan([], {}, prefs.sort or first.policy, prefs, first.hedge, first.retry, groups=list(groups))
+        plan = Plan([], {}, prefs.sort or first.policy, prefs, _hedge_for(first.hedge, prefs), first.retry)
+        plan.groups = list(groups)
         plan.router, plan.prefix_key = self, prefix_key
         sent = sent_parameters(body)
         closed: list[Candidate] = []
@@ -245,7 +247,18 @@ class Router:
         return self.store.state(d.id).breaker.allows(self.store.now())
 
     def ttft_p90_ms(self, d: Deployment) -> float | None:
-        return self.store.state(d.id).window.summary().ttft_p90_ms
+        """The p90 time to first token of an attempt just started on `d` (the hedge's delay):
+        predicted at the load it met when the load-aware fit allows, else the window's."""
+        state = self.store.state(d.id)
+        return expected_ttft_ms(state.window.summary(), "p90", max(0, state.total_in_flight - 1))
+
+
+def _hedge_for(hedge: HedgeSettings, prefs: ProviderPrefs) -> HedgeSettings:
+    """The model's hedge settings with the request's tightest time-to-first-token target."""
+    latency = prefs.preferred_max_latency
+    if not hedge.enabled or latency is None or not latency.items():
+        return hedge
+    return replace(hedge, target_ms=min(seconds for _, seconds in latency.items()) * 1000)
 
 
 def _prefer(ranked: list[Candidate], prefs: ProviderPrefs) -> list[Candidate]:

@@ -7,7 +7,8 @@ context-length error moves on only to deployments with a longer context window;
 any other 4xx is the client's own error and is raised at once.
 
 With hedging on, when the running attempt has produced nothing after its
-deployment's p90 time to first token, the next deployment is started as well; the
+deployment's p90 time to first token (with a latency target, as late as still lets
+the next one answer within it: `HedgeSettings.delay_ms`), the next deployment is started as well; the
 first to answer wins and the other is cancelled (which closes its upstream
 connection: adapters close the response on cancellation).
 
@@ -75,6 +76,22 @@ class HedgeSettings:
     enabled: bool = False
     default_delay_ms: float = 1000.0  # before the deployment has TTFT stats
     min_delay_ms: float = 20.0
+    # The request's tightest time-to-first-token target (set per plan): the hedge then waits
+    # as long as the next deployment can still answer within it.
+    target_ms: float | None = None
+
+    def delay_ms(self, first_p90_ms: float | None, next_p90_ms: float | None) -> float:
+        """How long the running attempt gets before the next deployment is started too.
+
+        Its p90 time to first token; with a target, later when there is room: as late as
+        still lets the next deployment answer within the target at its own p90. So a first
+        choice predicted well within the target is hedged only when it is really late (a
+        hang, a tail), and one predicted near the target at its p90, as before.
+        """
+        delay = first_p90_ms if first_p90_ms is not None else self.default_delay_ms
+        if self.target_ms is not None and next_p90_ms is not None:
+            delay = max(delay, self.target_ms - next_p90_ms)
+        return max(delay, self.min_delay_ms)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,12 +177,14 @@ class Runner(Generic[T]):
             return result, d
         raise _RoundFailed
 
-    def _hedge_timeout(self, running: dict[asyncio.Task[T], tuple[Deployment, Attempt]]) -> float | None:
+    def _hedge_timeout(
+        self, running: dict[asyncio.Task[T], tuple[Deployment, Attempt]], following: Deployment
+    ) -> float | None:
         if len(running) != 1:
             return None
         d, record = next(iter(running.values()))
-        p90 = self.observer.ttft_p90_ms(d)
-        delay_ms = max(p90 if p90 is not None else self.hedge.default_delay_ms, self.hedge.min_delay_ms)
+        next_p90 = self.observer.ttft_p90_ms(following) if self.hedge.target_ms is not None else None
+        delay_ms = self.hedge.delay_ms(self.observer.ttft_p90_ms(d), next_p90)
         return max(0.0, delay_ms / 1000 - (time.monotonic() - record.started_at))
 
     def _launch(
@@ -181,7 +200,7 @@ class Runner(Generic[T]):
             while queue or running:
                 if not running:
                     self._launch(queue.pop(0), running, hedge=False)
-                timeout = self._hedge_timeout(running) if queue else None
+                timeout = self._hedge_timeout(running, queue[0]) if queue else None
                 done, _ = await asyncio.wait(running, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
                 if not done:
                     self._launch(queue.pop(0), running, hedge=True)

@@ -12,7 +12,8 @@ from router_policies.candidates import MIX_MIN_SAMPLES, Candidate
 from router_policies.deployment import Deployment, ModelGroup
 from router_policies.policies import EffectivePrice
 from router_policies.prefs import Cutoffs, PrefsError, ProviderPrefs, parse_prefs
-from router_policies.router import Router
+from router_policies.router import ModelRouting, Router
+from router_policies.runner import HedgeSettings
 from router_policies.stats import EMPTY
 from router_policies.stickiness import MIN_PROMPT_CHARS, prefix_key
 from router_policies.store import LocalStore
@@ -290,3 +291,14 @@ def test_stickiness_never_locks_a_prefix_onto_a_deployment_dearer_even_when_cach
         for _ in range(200)
     ]
     assert firsts.count(cheap) > 190  # the inverse-square draw: 1 to 1/100, not the sticky one
+
+
+def test_a_hedged_plan_carries_the_requests_tightest_latency_target():
+    group = ModelGroup("m", (dep("one", 1.0), dep("two", 2.0)))
+    hedged = ModelRouting(hedge=HedgeSettings(enabled=True))
+    router = Router(LocalStore(clock=lambda: NOW), {"m": hedged, "plain": ModelRouting()}, seed=1)
+    target = ProviderPrefs(preferred_max_latency=Cutoffs(p50=2.0, p90=1.5))
+    assert router.plan([group], {}, target).hedge.target_ms == 1500.0
+    assert router.plan([group], {}, ProviderPrefs()).hedge.target_ms is None
+    plain = ModelGroup("plain", group.deployments)
+    assert router.plan([plain], {}, target).hedge == HedgeSettings()  # no hedging: nothing to time

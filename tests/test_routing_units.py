@@ -12,7 +12,7 @@ from providers.errors import UpstreamRateLimited, UpstreamUnavailable
 from router_policies.attempts import AllAttemptsFailed, AttemptLog
 from router_policies.breaker import CLOSED, HALF_OPEN, OPEN, BreakerSettings, CircuitBreaker
 from router_policies.prefs import PrefsError, ProviderPrefs, parse_prefs, split_suffix
-from router_policies.runner import RetrySettings, run_plan
+from router_policies.runner import HedgeSettings, RetrySettings, run_plan
 from router_policies.vllm_metrics import parse_metrics, server_load
 
 
@@ -140,3 +140,14 @@ def test_rolling_window_summary_is_exact_when_small_and_bounded_stale_when_large
     now[0] += REFRESH_S
     fresh = window.summary()
     assert fresh.count == cached.count + 1 and fresh.ttft_p90_ms is not None
+
+
+def test_the_hedge_delay_is_the_first_p90_or_with_a_target_as_late_as_the_next_can_meet_it():
+    plain = HedgeSettings(enabled=True, default_delay_ms=1000.0, min_delay_ms=20.0)
+    assert plain.delay_ms(300.0, 100.0) == 300.0
+    assert plain.delay_ms(None, 100.0) == 1000.0  # no stats yet
+    assert plain.delay_ms(5.0, None) == 20.0
+    targeted = HedgeSettings(enabled=True, default_delay_ms=1000.0, min_delay_ms=20.0, target_ms=1500.0)
+    assert targeted.delay_ms(300.0, 100.0) == 1400.0  # room: wait until the next can just make it
+    assert targeted.delay_ms(1450.0, 100.0) == 1450.0  # near the target: its p90, as without one
+    assert targeted.delay_ms(300.0, None) == 300.0  # the next is unmeasured: no room assumed
