@@ -16,8 +16,9 @@ noise must not make it look so), and keeps the recency-weighted percentiles of t
 residuals, so the prediction's spread is the deployment's own (no normal-tail
 assumption). The pXX prediction at n in flight is exp(a + b·n + residual pXX).
 
-Cost: `fit` is O(samples · log samples), run with the window's summary (at most every
-`stats.REFRESH_S` once the window is busy); `ttft_ms` is O(1) per candidate per request.
+Cost: `fit` is O(samples · log samples), run with the window's summary and at most
+every `stats.FIT_REFRESH_S` once the window is busy; `ttft_ms` is O(1) per candidate
+per request.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ answers were in flight when they were sent give the load-aware fit of `load_fit.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -33,6 +34,7 @@ DEFAULT_WINDOW_S = 300.0
 DEFAULT_MAX_SAMPLES = 512
 EXACT_BELOW = 16
 REFRESH_S = 0.1
+FIT_REFRESH_S = 1.0
 
 
 @dataclass(slots=True, frozen=True)
@@ -122,7 +124,7 @@ def percentile(sorted_values: list[float], q: float) -> float:
 class RollingWindow:
     """The last `window_s` seconds of samples (at most `max_samples`)."""
 
-    __slots__ = ("_clock", "_dirty", "_samples", "_summary", "_summary_at", "window_s")
+    __slots__ = ("_clock", "_dirty", "_fit", "_fit_at", "_samples", "_summary", "_summary_at", "window_s")
 
     def __init__(
         self,
@@ -135,6 +137,8 @@ class RollingWindow:
         self._samples: deque[Sample] = deque(maxlen=max_samples)
         self._summary: Summary | None = None
         self._summary_at = 0.0
+        self._fit: LoadFit | None = None
+        self._fit_at = -math.inf
         self._dirty = False
 
     def add(self, sample: Sample) -> None:
@@ -185,15 +189,25 @@ class RollingWindow:
             prompt_tokens=sum(s.prompt_tokens for s in billed),
             cached_tokens=sum(s.cached_tokens for s in billed),
             completion_tokens=sum(s.completion_tokens for s in billed),
-            load_fit=fit(
+            load_fit=self._load_fit(),
+        )
+
+    def _load_fit(self) -> LoadFit | None:
+        """The load-aware fit, refreshed at most every `FIT_REFRESH_S` once the window is busy:
+        it costs several times the rest of the summary, and with a one-minute half-life a
+        second-old fit is as good."""
+        now = self._clock()
+        if now - self._fit_at >= FIT_REFRESH_S or len(self._samples) < EXACT_BELOW:
+            self._fit = fit(
                 [
                     (s.at, s.in_flight, s.ttft_ms)
                     for s in self._samples
                     if s.ttft_ms is not None and s.in_flight >= 0
                 ],
-                self._clock(),
-            ),
-        )
+                now,
+            )
+            self._fit_at = now
+        return self._fit
 
     def __len__(self) -> int:
         return len(self._samples)
