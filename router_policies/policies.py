@@ -9,9 +9,11 @@ one means writing a class here and naming it in `POLICIES`.
   *among the healthy deployments that meet the request's latency and throughput
   targets, traffic goes to each in proportion to 1 / effective price², discounted
   only by its load and its recent error rate; deployments that miss a target, are
-  at capacity or have an open breaker are used only as fallbacks.* Speed beyond the
-  target buys nothing: a slower, cheaper deployment keeps its share while it meets
-  the target. (The target split is the router's, so it holds for every policy.)
+  at capacity or have an open breaker are used only as fallbacks, the nearest to the
+  targets first.* Speed beyond the target buys nothing: a slower, cheaper deployment
+  keeps its share while it meets the target. A latency target is judged at the load
+  the next answer meets (the load-aware fit of `load_fit.py`). (The target split and
+  the fallbacks' order are the router's, so they hold for every policy.)
 - `balanced`: the same inverse-square weighting, also discounted mildly by latency
   and throughput against the best candidate (square root of the ratio), so faster
   deployments win share even when no target asks for speed.
