@@ -81,12 +81,23 @@ def dims(filters: dict[str, str]) -> dict[str, str]:
     return {("key_id" if k == "key" else k): v for k, v in filters.items()}
 
 
-async def test_totals_equal_a_scan_of_the_rows(booked, engine):
+Case = tuple[datetime, datetime, dict[str, str], list[dict[str, Any]]]
+
+
+def cases(
+    booked: tuple[str, list[dict[str, Any]], list[str]], ranges: int | None = None, filters: int | None = None
+) -> Iterator[Case]:
+    """Each range and filter set a report is asked for, with the booked rows it should count."""
     _, data, ids = booked
-    for start, end in RANGES:
-        for filters in filter_sets(ids):
-            got = await totals(engine, start, end, dims(filters))
-            assert got == expected_summary(chosen(data, start, end, filters)), (start, end, filters)
+    for start, end in RANGES[:ranges]:
+        for chosen_filters in filter_sets(ids)[:filters]:
+            yield start, end, chosen_filters, chosen(data, start, end, chosen_filters)
+
+
+async def test_totals_equal_a_scan_of_the_rows(booked, engine):
+    for start, end, filters, rows in cases(booked):
+        got = await totals(engine, start, end, dims(filters))
+        assert got == expected_summary(rows), (start, end, filters)
     empty = await totals(engine, at("2030-01-01T00:00:00"), at("2030-01-02T00:00:00"), {})
     assert empty == {
         "requests": 0,
@@ -103,24 +114,13 @@ async def test_totals_equal_a_scan_of_the_rows(booked, engine):
 
 
 async def test_spend_by_group_and_bucket_equals_a_scan_of_the_rows(booked, engine):
-    _, data, ids = booked
+    ids = booked[2]
     names = {ids[0]: "a", ids[1]: "b"}
-    for start, end in RANGES:
-        for filters in filter_sets(ids):
-            rows = chosen(data, start, end, filters)
-            for group, bucket in (
-                ("provider", "hour"),
-                ("key", "day"),
-                ("deployment", "day"),
-                ("model", "hour"),
-            ):
-                got = await spend(engine, group, bucket, start, end, dims(filters))
-                assert [tuple(r.values()) for r in got] == expected_spend(rows, group, bucket, names), (
-                    start,
-                    end,
-                    filters,
-                    group,
-                )
+    for start, end, filters, rows in cases(booked):
+        for group, bucket in (("provider", "hour"), ("key", "day"), ("deployment", "day"), ("model", "hour")):
+            got = await spend(engine, group, bucket, start, end, dims(filters))
+            want = expected_spend(rows, group, bucket, names)
+            assert [tuple(r.values()) for r in got] == want, (start, end, filters, group)
     naive = await spend(
         engine, "model", "day", RANGES[0][0].replace(tzinfo=None), RANGES[0][1].replace(tzinfo=None)
     )
@@ -128,45 +128,37 @@ async def test_spend_by_group_and_bucket_equals_a_scan_of_the_rows(booked, engin
 
 
 async def test_key_usage_counts_requests_spend_and_refusals_by_status(booked, engine):
-    _, data, ids = booked
-    for start, end in RANGES:
-        for filters in filter_sets(ids):
-            rows = chosen(data, start, end, filters)
-            usage = await key_usage(engine, start, end, dims(filters))
-            expected = {}
-            for key_id in {r["key_id"] for r in rows}:
-                mine = [r for r in rows if r["key_id"] == key_id]
-                expected[key_id] = {
-                    "requests": len(mine),
-                    "cost_usd": pytest.approx(sum(r["cost_usd"] for r in mine), abs=1e-9),
-                    "refused": {
-                        str(s): sum(1 for r in mine if is_refused(r) and r["status"] == s)
-                        for s in (402, 403, 429)
-                    },
-                }
-            assert usage == expected, (start, end, filters)
+    for start, end, filters, rows in cases(booked):
+        usage = await key_usage(engine, start, end, dims(filters))
+        expected = {}
+        for key_id in {r["key_id"] for r in rows}:
+            mine = [r for r in rows if r["key_id"] == key_id]
+            expected[key_id] = {
+                "requests": len(mine),
+                "cost_usd": pytest.approx(sum(r["cost_usd"] for r in mine), abs=1e-9),
+                "refused": {
+                    str(s): sum(1 for r in mine if is_refused(r) and r["status"] == s)
+                    for s in (402, 403, 429)
+                },
+            }
+        assert usage == expected, (start, end, filters)
 
 
 async def test_deployment_stats_count_errors_percentiles_and_output_rate(booked, engine):
-    _, data, ids = booked
-    for start, end in RANGES:
-        for filters in filter_sets(ids):
-            rows = chosen(data, start, end, filters)
-            stats = await deployment_stats(engine, start, end, dims(filters))
-            check_deployments([{"deployment": d, **s} for d, s in stats.items()], rows)
-            for deployment, s in stats.items():
-                mine = [r for r in rows if r["deployment"] == deployment]
-                errors = sum(1 for r in mine if r["status"] >= 400 and not is_refused(r))
-                assert s["error_rate"] == (round(errors / len(mine), 6) if mine else None)
-                ok = [r for r in mine if r["status"] < 400]
-                tokens = sum(r["output_tokens"] for r in ok)
-                generating = sum(generating_ms(r) for r in ok)
-                if generating:
-                    assert s["tokens_per_s"] == pytest.approx(
-                        round(tokens / (generating / 1000), 3), abs=1e-3
-                    )
-                else:
-                    assert s["tokens_per_s"] is None
+    for start, end, filters, rows in cases(booked):
+        stats = await deployment_stats(engine, start, end, dims(filters))
+        check_deployments([{"deployment": d, **s} for d, s in stats.items()], rows)
+        for deployment, s in stats.items():
+            mine = [r for r in rows if r["deployment"] == deployment]
+            errors = sum(1 for r in mine if r["status"] >= 400 and not is_refused(r))
+            assert s["error_rate"] == (round(errors / len(mine), 6) if mine else None)
+            ok = [r for r in mine if r["status"] < 400]
+            tokens = sum(r["output_tokens"] for r in ok)
+            generating = sum(generating_ms(r) for r in ok)
+            if generating:
+                assert s["tokens_per_s"] == pytest.approx(round(tokens / (generating / 1000), 3), abs=1e-3)
+            else:
+                assert s["tokens_per_s"] is None
 
 
 def generating_ms(r: dict[str, Any]) -> float:
@@ -177,30 +169,27 @@ def generating_ms(r: dict[str, Any]) -> float:
 
 
 async def test_model_tokens_and_cache_savings_per_slot(booked, engine):
-    _, data, ids = booked
-    for start, end in RANGES[:3]:
-        for filters in filter_sets(ids)[:2]:
-            rows = chosen(data, start, end, filters)
-            for bucket in ("hour", "day"):
-                sums: dict[tuple[str, str, str], list[Any]] = defaultdict(lambda: [0, 0, 0.0])
-                hits: dict[str, list[Any]] = defaultdict(lambda: [0, 0.0])
-                for r in rows:
-                    if r["status"] < 400 and r["deployment"]:
-                        s = sums[(slot(r["created_at"], bucket), r["model"], r["deployment"])]
-                        s[0], s[1], s[2] = (
-                            s[0] + r["input_tokens"],
-                            s[1] + r["output_tokens"],
-                            s[2] + r["cost_usd"],
-                        )
-                    if r["status"] < 400 and r["cache"] in ("hit", "semantic-hit"):
-                        h = hits[slot(r["created_at"], bucket)]
-                        h[0], h[1] = h[0] + 1, h[1] + r["cost_saved_usd"]
-                got = await model_tokens(engine, bucket, start, end, dims(filters))
-                assert got == [
-                    (*k, v[0], v[1], pytest.approx(v[2], abs=1e-9)) for k, v in sorted(sums.items())
-                ], (start, end, filters, bucket)
-                saved = await cache_savings(engine, bucket, start, end, dims(filters))
-                assert saved == [(k, v[0], pytest.approx(v[1], abs=1e-9)) for k, v in sorted(hits.items())]
+    for start, end, filters, rows in cases(booked, ranges=3, filters=2):
+        for bucket in ("hour", "day"):
+            sums: dict[tuple[str, str, str], list[Any]] = defaultdict(lambda: [0, 0, 0.0])
+            hits: dict[str, list[Any]] = defaultdict(lambda: [0, 0.0])
+            for r in rows:
+                if r["status"] < 400 and r["deployment"]:
+                    s = sums[(slot(r["created_at"], bucket), r["model"], r["deployment"])]
+                    s[0], s[1], s[2] = (
+                        s[0] + r["input_tokens"],
+                        s[1] + r["output_tokens"],
+                        s[2] + r["cost_usd"],
+                    )
+                if r["status"] < 400 and r["cache"] in ("hit", "semantic-hit"):
+                    h = hits[slot(r["created_at"], bucket)]
+                    h[0], h[1] = h[0] + 1, h[1] + r["cost_saved_usd"]
+            got = await model_tokens(engine, bucket, start, end, dims(filters))
+            assert got == [
+                (*k, v[0], v[1], pytest.approx(v[2], abs=1e-9)) for k, v in sorted(sums.items())
+            ], (start, end, filters, bucket)
+            saved = await cache_savings(engine, bucket, start, end, dims(filters))
+            assert saved == [(k, v[0], pytest.approx(v[1], abs=1e-9)) for k, v in sorted(hits.items())]
 
 
 async def test_key_spend_sums_a_keys_cost_since_a_time(booked, engine):
