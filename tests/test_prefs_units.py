@@ -243,19 +243,14 @@ def test_merge_layers_field_by_field_the_override_winning():
 
 
 def test_as_dict_echoes_what_was_said_in_the_request_shape():
+    # Names lowercased, a bare throughput target as its p50; everything else as sent.
     assert parse_prefs(FULL).as_dict() == {
+        **FULL,
         "order": ["groq", "together"],
-        "allow_fallbacks": False,
         "only": ["groq"],
         "ignore": ["perplexity"],
-        "sort": {"by": "latency", "partition": "none"},
-        "max_price": {"prompt": 1.0, "completion": 2.5},
-        "data_collection": "deny",
-        "require_parameters": True,
-        "preferred_max_latency": {"p50": 0.5, "p99": 2.0},
         "preferred_min_throughput": {"p50": 40.0},
         "quantizations": ["fp8", "bf16"],
-        "zdr": True,
     }
     assert ProviderPrefs(sort="price", max_price=MaxPrice(completion=3)).as_dict() == {
         "sort": "price",
