@@ -65,7 +65,7 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[LimitBackend]
 async def test_requests_per_minute_admit_up_to_the_limit_then_refuse(backend: LimitBackend):
     first = await backend.hit_requests("k", 3, "r1")
     # the window's only admission is this one, timed by the same clock reading: a whole minute
-    assert first == WindowCheck(True, 2, WINDOW_S)
+    assert first == WindowCheck(True, 2, pytest.approx(WINDOW_S, abs=1e-9))
     assert (await backend.hit_requests("k", 3, "r2")).remaining == 1
     third = await backend.hit_requests("k", 3, "r3")
     assert (third.allowed, third.remaining) == (True, 0)
@@ -320,12 +320,7 @@ async def test_rpm_sets_the_headers_and_refuses_with_429_and_retry_after():
     lim = limiter(MemoryBackend(clock))
     k = key(rpm=2)
     first = await lim.admit(k, ["m"], BODY, "r1", PRICES)
-    assert first.headers == {
-        "x-ratelimit-limit-requests": "2",
-        "x-ratelimit-remaining-requests": "1",
-        "x-ratelimit-reset-requests": "60.000s",
-    }
-    assert first.tokens_reserved == 0
+    assert first.headers["x-ratelimit-reset-requests"] == "60.000s" and first.tokens_reserved == 0
     clock.now += 12.5
     assert (await lim.admit(k, ["m"], BODY, "r2", PRICES)).headers["x-ratelimit-reset-requests"] == "47.500s"
     clock.now += 0.25
@@ -520,23 +515,18 @@ async def test_each_key_has_its_own_rpm_window_and_its_own_ledger_spend():
     assert [k for k, _ in ledger.reads] == ["key-a", "key-b"]
 
 
-async def test_the_limiter_over_redis_counts_each_request_of_the_window():
-    backend = RedisBackend(redis_url(), prefix=f"{current_namespace()}:lim:")
-    try:
-        lim = limiter(backend)
-        k = key(rpm=2)
-        first = await lim.admit(k, ["m"], BODY, "r1", PRICES)
-        assert first.headers == {
-            "x-ratelimit-limit-requests": "2",
-            "x-ratelimit-remaining-requests": "1",
-            "x-ratelimit-reset-requests": "60.000s",
-        }
-        assert (await lim.admit(k, ["m"], BODY, "r2", PRICES)).headers[
-            "x-ratelimit-remaining-requests"
-        ] == "0"
-        assert (await refusal(lim, k, "r3")).status == 429
-    finally:
-        await backend.aclose()
+async def test_the_limiter_counts_each_request_of_the_window_on_either_backend(backend: LimitBackend):
+    lim = limiter(backend)
+    k = key(rpm=2)
+    first = await lim.admit(k, ["m"], BODY, "r1", PRICES)
+    assert first.headers == {
+        "x-ratelimit-limit-requests": "2",
+        "x-ratelimit-remaining-requests": "1",
+        "x-ratelimit-reset-requests": "60.000s",
+    }
+    second = await lim.admit(k, ["m"], BODY, "r2", PRICES)
+    assert second.headers["x-ratelimit-remaining-requests"] == "0"
+    assert (await refusal(lim, k, "r3")).status == 429
 
 
 async def test_redis_keys_live_under_the_default_prefix_unless_told_otherwise():
