@@ -26,11 +26,12 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def replicas() -> AsyncIterator[Callable[[int], list[RedisStore]]]:
+async def replicas() -> AsyncIterator[Callable[..., list[RedisStore]]]:
+    """`count` stores on this test's prefix; `lease_s` shortens their probe lease from its default."""
     url = redis_url()
     made: list[RedisStore] = []
 
-    def make(count: int, cooldown_s: float = 0.3) -> list[RedisStore]:
+    def make(count: int, cooldown_s: float = 0.3, lease_s: float | None = None) -> list[RedisStore]:
         for _ in range(count):
             store = RedisStore(
                 url,
@@ -38,6 +39,8 @@ async def replicas() -> AsyncIterator[Callable[[int], list[RedisStore]]]:
                 op_timeout_s=2.0,
                 breaker_settings=BreakerSettings(failure_threshold=1, cooldown_s=cooldown_s),
             )
+            if lease_s is not None:
+                store.breakers.lease_s = lease_s
             store.track([DEP])
             made.append(store)
         return made[-count:]
@@ -65,6 +68,15 @@ async def open_and_wait_out(opener: RedisStore, *others: RedisStore) -> float:
     await sync(opener, *others)
     await async_wait_for(lambda: opener.now() > until + 0.01, 5.0)
     return until
+
+
+async def opened_half_open(stores: list[RedisStore]) -> list[RedisStore]:
+    """The first store opens DEP's breaker, all share it, its cooldown runs out and all sync again:
+    DEP is half-open everywhere and the first to sync after the cooldown holds the probe lease."""
+    await sync(*stores)
+    await open_and_wait_out(*stores)
+    await sync(*stores)
+    return stores
 
 
 async def test_readings_round_trip_and_reject_damage() -> None:
@@ -148,12 +160,7 @@ async def test_a_failed_probe_reopens_everywhere_with_the_next_back_off(replicas
 
 
 async def test_the_lease_of_a_prober_that_dies_expires_and_another_probes(replicas) -> None:
-    a, b = replicas(2)
-    for store in (a, b):
-        store.breakers.lease_s = 0.3
-    await sync(a, b)
-    await open_and_wait_out(a, b)
-    await sync(a, b)
+    a, b = await opened_half_open(replicas(2, lease_s=0.3))
     a.started(DEP)  # `a` sends its probe and dies: it never syncs again
     assert not b.state(DEP).breaker.allows(b.now())
 
@@ -199,12 +206,7 @@ async def test_damaged_values_in_redis_are_ignored_not_taken_for_an_outage(repli
 
 
 async def test_a_holder_that_sends_no_probe_gives_the_lease_up_to_a_replica_with_traffic(replicas) -> None:
-    a, b = replicas(2)
-    for store in (a, b):
-        store.breakers.lease_s = 0.3
-    await sync(a, b)
-    await open_and_wait_out(a, b)
-    await sync(a, b)
+    a, b = await opened_half_open(replicas(2, lease_s=0.3))
     assert a.state(DEP).breaker.allows(a.now()) and not b.state(DEP).breaker.allows(b.now())
     taken = a.now()
     await async_wait_for(lambda: a.now() > taken + 0.35, 5.0)  # a whole lease, and no request came
