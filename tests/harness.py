@@ -26,6 +26,7 @@ from gateway.app import create_app
 from gateway.config import parse_config
 from gateway.server import server_config
 from gateway.settings import Settings
+from gateway.simulator.server import EmbeddedServer
 
 STARTUP_TIMEOUT_S = 20.0
 
@@ -125,7 +126,7 @@ class ServerThread:
             config = server_config(app, settings, **options)
         else:
             config = uvicorn.Config(app, loop="uvloop", http="httptools", **options)
-        self._server = uvicorn.Server(config)
+        self._server = EmbeddedServer(config)
         self._thread = threading.Thread(target=self._run, daemon=True, name=f"server-{self.port}")
         self.loop: asyncio.AbstractEventLoop | None = None
         self.on_stop: list[Callable[[], None]] = []
@@ -176,7 +177,7 @@ class ServerThread:
         return self
 
     def stop(self) -> None:
-        self._server.should_exit = True
+        self._server.exit_soon()
         self._thread.join(timeout=10)
         self._sock.close()
         for cleanup in self.on_stop:
