@@ -1,0 +1,392 @@
+"""The executor on its own: what one attempt is for a completion, an embedding and a stream, which
+chunks count as content, the body each deployment is sent, and the timings reported to the router.
+
+The adapters here are small scripted stand-ins (the contract and end-to-end tests drive the real
+ones over HTTP); the executor's clock is a hand-moved one, so time to first token and throughput
+are exact figures. Fast enough to judge each mutant of router_policies/executor.py with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from providers.errors import ProviderError, UpstreamProtocolError, UpstreamUnavailable
+from providers.responses_wire import RESPONSES_FIELD
+from providers.types import ChatResult, EmbeddingsResult, RateLimitInfo, Timeouts, UpstreamCall, Usage
+from router_policies import attempts as attempts_module
+from router_policies import executor as executor_module
+from router_policies import runner as runner_module
+from router_policies.attempts import AttemptLog
+from router_policies.deployment import Deployment
+from router_policies.executor import (
+    StartedStream,
+    carries_content,
+    complete,
+    embed,
+    start_stream,
+    upstream_call,
+)
+from router_policies.runner import NullObserver, RetrySettings
+
+ROLE = {"choices": [{"index": 0, "delta": {"role": "assistant"}}]}
+NO_RETRY = RetrySettings(rounds=1)
+
+
+def text(t: str) -> dict[str, Any]:
+    return {"choices": [{"index": 0, "delta": {"content": t}}]}
+
+
+def usage_chunk(completion: int) -> dict[str, Any]:
+    return {
+        "choices": [],
+        "usage": {"prompt_tokens": 7, "completion_tokens": completion, "total_tokens": 7 + completion},
+    }
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 50.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    made = Clock()
+    fake_time = SimpleNamespace(monotonic=made.monotonic)
+    for module in (executor_module, runner_module, attempts_module):
+        monkeypatch.setattr(module, "time", fake_time)
+    return made
+
+
+class Stream:
+    """An open upstream stream: yields `chunks` (an exception in the list is raised there),
+    moving the clock by `gap_s` before each; records that it was closed."""
+
+    def __init__(
+        self, chunks: list[Any], clock: Clock | None, gap_s: float, rate_limit: RateLimitInfo
+    ) -> None:
+        self.chunks = chunks
+        self.clock = clock
+        self.gap_s = gap_s
+        self.rate_limit = rate_limit
+        self.closed = False
+        self.iterator_closed = False
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Any]:
+        try:
+            for chunk in self.chunks:
+                if self.clock is not None:
+                    self.clock.now += self.gap_s
+                if isinstance(chunk, BaseException):
+                    raise chunk
+                yield chunk
+        finally:
+            self.iterator_closed = True
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+class Adapter:
+    """A deployment's adapter: answers, or raises, what its test scripted; keeps each call."""
+
+    def __init__(
+        self, answer: Any = None, clock: Clock | None = None, takes_s: float = 0.0, gap_s: float = 0.0
+    ) -> None:
+        self.answer = answer
+        self.clock = clock
+        self.takes_s = takes_s
+        self.gap_s = gap_s
+        self.calls: list[UpstreamCall] = []
+        self.streams: list[Stream] = []
+
+    async def _respond(self, call: UpstreamCall) -> Any:
+        self.calls.append(call)
+        if self.clock is not None:
+            self.clock.now += self.takes_s
+        if isinstance(self.answer, BaseException):
+            raise self.answer
+        return self.answer
+
+    async def chat(self, call: UpstreamCall) -> Any:
+        return await self._respond(call)
+
+    async def embeddings(self, call: UpstreamCall) -> Any:
+        return await self._respond(call)
+
+    async def chat_stream(self, call: UpstreamCall) -> Stream:
+        chunks = await self._respond(call)
+        stream = Stream(chunks, self.clock, self.gap_s, LIMITS)
+        self.streams.append(stream)
+        return stream
+
+
+LIMITS = RateLimitInfo(limit_requests=100, remaining_requests=99)
+
+
+def dep(name: str, adapter: Adapter, responses_api: bool = False) -> Deployment:
+    return Deployment(name, f"{name}-model", adapter, 1.0, 2.0, responses_api=responses_api)  # type: ignore[arg-type]
+
+
+class Observer(NullObserver):
+    def __init__(self) -> None:
+        self.finished_with: list[tuple[str, float, float | None, RateLimitInfo | None, Usage | None]] = []
+        self.failures: list[tuple[str, ProviderError]] = []
+
+    def failed(self, d: Deployment, error: ProviderError) -> None:
+        self.failures.append((d.provider, error))
+
+    def finished(
+        self,
+        d: Deployment,
+        ttft_ms: float,
+        tokens_per_s: float | None,
+        rate_limit: RateLimitInfo | None,
+        usage: Usage | None = None,
+    ) -> None:
+        self.finished_with.append((d.provider, ttft_ms, tokens_per_s, rate_limit, usage))
+
+
+BODY = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+
+
+# --------------------------------------------------------------------------- what counts as content
+
+
+@pytest.mark.parametrize(
+    ("chunk", "content"),
+    [
+        ({}, False),
+        ({"choices": []}, False),
+        ({"choices": [], "usage": None}, False),
+        ({"choices": [], "usage": {"completion_tokens": 1}}, True),
+        ({"usage": {}}, True),
+        ({"choices": ["odd"]}, True),
+        (ROLE, False),
+        ({"choices": [{"delta": {"role": "assistant", "content": ""}}]}, False),
+        ({"choices": [{"delta": None}]}, False),
+        ({"choices": [{}]}, False),
+        ({"choices": [{"delta": {}, "finish_reason": "stop"}]}, True),
+        ({"choices": [{"delta": {}, "finish_reason": None}]}, False),
+        ({"choices": [{"delta": {"content": "Hi"}}]}, True),
+        ({"choices": [{"delta": {"tool_calls": [{"index": 0}]}}]}, True),
+        ({"choices": [{"delta": {"function_call": {"name": "f"}}}]}, True),
+        ({"choices": [{"delta": {"refusal": "no"}}]}, True),
+        ({"choices": [{"delta": {"reasoning": "hmm"}}]}, True),
+        ({"choices": [{"delta": {"reasoning_content": "hmm"}}]}, True),
+        ({"choices": [{"delta": {"other": "x"}}]}, False),
+    ],
+)
+def test_carries_content(chunk: dict[str, Any], content: bool):
+    assert carries_content(chunk) is content
+
+
+# --------------------------------------------------------------------------- the body sent upstream
+
+
+def test_each_deployment_gets_the_body_with_its_own_model_name_and_its_timeouts():
+    timeouts = Timeouts(connect_timeout_ms=1.0, first_byte_timeout_ms=2.0)
+    d = Deployment("p", "upstream-name", None, 1.0, 2.0, timeouts=timeouts)  # type: ignore[arg-type]
+    body = {**BODY, RESPONSES_FIELD: {"store": True}}
+    call = upstream_call(d, body)
+    assert (
+        call.body == {**BODY, "model": "upstream-name"} and call.timeouts is timeouts and call.headers == {}
+    )
+    assert body["model"] == "m" and RESPONSES_FIELD in body  # the client's body is left as it was
+    native = Deployment("p", "upstream-name", None, 1.0, 2.0, responses_api=True)  # type: ignore[arg-type]
+    kept = upstream_call(native, body, {"x-trace": "1"})
+    assert kept.body == {**body, "model": "upstream-name"} and kept.headers == {"x-trace": "1"}
+
+
+# --------------------------------------------------------------------------- whole answers
+
+
+def test_a_completion_fails_over_and_reports_its_latency_and_throughput(clock: Clock):
+    usage = Usage(prompt_tokens=10, completion_tokens=50)
+    answer = ChatResult({"id": "x"}, usage, LIMITS)
+    broken = Adapter(UpstreamUnavailable("down", provider="a", status=503), clock, takes_s=0.1)
+    good = Adapter(answer, clock, takes_s=0.5)
+    observer = Observer()
+    log = AttemptLog(started_at=clock.now)
+    result, chosen = asyncio.run(complete([dep("a", broken), dep("b", good)], BODY, log, observer))
+    assert result is answer and chosen.provider == "b"
+    assert [c.body["model"] for c in broken.calls + good.calls] == ["a-model", "b-model"]
+    assert observer.finished_with == [("b", pytest.approx(500.0), pytest.approx(100.0), LIMITS, usage)]
+    assert [p for p, _ in observer.failures] == ["a"]
+
+
+@pytest.mark.parametrize(
+    ("usage", "takes_s", "tps"),
+    [
+        (None, 0.25, None),
+        (Usage(prompt_tokens=3, completion_tokens=0), 0.25, None),
+        (Usage(prompt_tokens=3, completion_tokens=5), 0.0, None),
+        (Usage(prompt_tokens=3, completion_tokens=5), 0.25, 20.0),
+    ],
+)
+def test_a_whole_answer_has_a_throughput_only_with_tokens_and_time(clock: Clock, usage, takes_s, tps):
+    observer = Observer()
+    adapter = Adapter(ChatResult({}, usage, LIMITS), clock, takes_s=takes_s)
+    asyncio.run(complete([dep("a", adapter)], BODY, AttemptLog(), observer))
+    [(_, ttft_ms, got_tps, _, got_usage)] = observer.finished_with
+    assert ttft_ms == pytest.approx(takes_s * 1000) and got_tps == tps and got_usage is usage
+
+
+def test_an_observer_without_finished_is_not_told_of_timings(clock: Clock):
+    adapter = Adapter(ChatResult({}, Usage(1, 1), LIMITS), clock, takes_s=0.1)
+    result, _ = asyncio.run(complete([dep("a", adapter)], BODY, AttemptLog()))  # the null observer
+    assert result.usage == Usage(1, 1)
+
+
+def test_embeddings_go_to_the_embeddings_endpoint_fail_over_and_are_never_hedged(clock: Clock):
+    usage = Usage(prompt_tokens=12, completion_tokens=0)
+    answer = EmbeddingsResult({"data": []}, usage, LIMITS)
+    broken = Adapter(UpstreamUnavailable("down", provider="a", status=503), clock, takes_s=0.2)
+    good = Adapter(answer, clock, takes_s=0.3)
+    observer = Observer()
+    body = {"model": "e", "input": "hello"}
+    result, chosen = asyncio.run(
+        embed([dep("a", broken), dep("b", good)], body, AttemptLog(), observer, retry=NO_RETRY)
+    )
+    assert result is answer and chosen.provider == "b"
+    assert good.calls[0].body == {"model": "b-model", "input": "hello"}
+    assert observer.finished_with == [("b", pytest.approx(300.0), None, LIMITS, usage)]
+
+
+# --------------------------------------------------------------------------- streams
+
+
+def test_a_stream_is_held_until_content_then_handed_over_and_timed_on_close(clock: Clock):
+    chunks = [ROLE, text("Hel"), text("lo"), usage_chunk(40)]
+    adapter = Adapter(chunks, clock, takes_s=0.1, gap_s=0.2)
+    observer = Observer()
+
+    async def run() -> tuple[StartedStream, list[Any]]:
+        started = await start_stream([dep("a", adapter)], BODY, AttemptLog(), observer)
+        assert observer.finished_with == []  # nothing reported before the stream is over
+        rest = [chunk async for chunk in started.rest]
+        await started.aclose()
+        await started.aclose()  # reported once however often it is closed
+        return started, rest
+
+    started, rest = asyncio.run(run())
+    assert started.preamble == [ROLE, text("Hel")] and rest == [text("lo"), usage_chunk(40)]
+    assert started.deployment.provider == "a" and started.rate_limit is LIMITS
+    assert adapter.calls[0].body["model"] == "a-model"
+    # opened after 0.1 s, the role at 0.3 s, content at 0.5 s, the end at 0.9 s: 40 tokens in 0.4 s
+    assert observer.finished_with == [
+        (
+            "a",
+            pytest.approx(500.0),
+            pytest.approx(100.0),
+            LIMITS,
+            Usage(prompt_tokens=7, completion_tokens=40),
+        )
+    ]
+    assert adapter.streams[0].iterator_closed
+
+
+def test_an_upstream_that_dies_after_its_role_chunk_is_failed_over_and_closed(clock: Clock):
+    dies = Adapter([ROLE, UpstreamProtocolError("cut", provider="a")], clock, gap_s=0.1)
+    good = Adapter([ROLE, text("ok"), usage_chunk(1)], clock, gap_s=0.1)
+    observer = Observer()
+
+    async def run() -> StartedStream:
+        started = await start_stream(
+            [dep("a", dies), dep("b", good)], BODY, AttemptLog(), observer, retry=NO_RETRY
+        )
+        await started.aclose()
+        return started
+
+    started = asyncio.run(run())
+    assert started.deployment.provider == "b" and started.preamble == [ROLE, text("ok")]
+    assert dies.streams[0].closed and dies.streams[0].iterator_closed
+    assert [p for p, _ in observer.failures] == ["a"]
+
+
+def test_a_stream_that_ends_before_any_content_is_handed_over_as_it_is(clock: Clock):
+    adapter = Adapter([ROLE], clock, gap_s=0.1)
+
+    async def run() -> tuple[StartedStream, list[Any]]:
+        started = await start_stream([dep("a", adapter)], BODY, AttemptLog(), Observer())
+        rest = [chunk async for chunk in started.rest]
+        await started.aclose()
+        return started, rest
+
+    started, rest = asyncio.run(run())
+    assert started.preamble == [ROLE] and rest == []
+
+
+def test_a_failure_after_content_is_reported_as_that_failure_not_a_finish(clock: Clock):
+    error = UpstreamProtocolError("died mid-way", provider="a")
+    adapter = Adapter([text("partial"), error], clock, gap_s=0.1)
+    observer = Observer()
+
+    async def run() -> None:
+        started = await start_stream([dep("a", adapter)], BODY, AttemptLog(), observer)
+        with pytest.raises(UpstreamProtocolError):
+            async for _ in started.rest:
+                pass
+        await started.aclose()
+
+    asyncio.run(run())
+    assert observer.finished_with == [] and observer.failures == [("a", error)]
+
+
+@pytest.mark.parametrize(
+    ("chunks", "gap_s"),
+    [
+        ([text("a"), text("b")], 0.1),  # no usage: no token count
+        ([text("a"), usage_chunk(0)], 0.1),  # no tokens
+        ([text("a"), usage_chunk(9)], 0.0),  # no time between first token and end
+    ],
+)
+def test_a_stream_has_a_throughput_only_with_tokens_and_time(clock: Clock, chunks, gap_s):
+    adapter = Adapter(chunks, clock, gap_s=gap_s)
+    observer = Observer()
+
+    async def run() -> None:
+        started = await start_stream([dep("a", adapter)], BODY, AttemptLog(), observer)
+        async for _ in started.rest:
+            pass
+        await started.aclose()
+
+    asyncio.run(run())
+    [(_, _, tps, _, _)] = observer.finished_with
+    assert tps is None
+
+
+def test_a_stream_closed_early_reports_no_throughput_and_closes_the_upstream(clock: Clock):
+    adapter = Adapter([text("a"), text("b"), usage_chunk(5)], clock, gap_s=0.1)
+    observer = Observer()
+
+    async def run() -> None:
+        started = await start_stream([dep("a", adapter)], BODY, AttemptLog(), observer)
+        await started.aclose()  # the client went away before reading on
+
+    asyncio.run(run())
+    assert adapter.streams[0].iterator_closed
+    assert observer.finished_with == [("a", pytest.approx(100.0), None, LIMITS, None)]
+
+
+def test_without_an_observer_that_takes_timings_a_stream_reports_nothing(clock: Clock):
+    adapter = Adapter([text("a"), usage_chunk(5)], clock, gap_s=0.1)
+
+    async def run() -> StartedStream:
+        started = await start_stream([dep("a", adapter)], BODY, AttemptLog())
+        async for _ in started.rest:
+            pass
+        await started.aclose()
+        return started
+
+    assert asyncio.run(run()).preamble == [text("a")]
