@@ -149,9 +149,10 @@ def down(name: str, status: int = 503, retry_after_s: float | None = None) -> Up
 def test_a_round_fails_over_in_plan_order_and_records_each_attempt(clock: Clock):
     a, b, c = dep("a"), dep("b"), dep("c")
     calls: list[str] = []
+    refused = UpstreamConnectError("refused", provider="b")
     script: Script = {
         "a": fails(down("a"), clock, 0.1),
-        "b": fails(UpstreamConnectError("refused", provider="b"), clock, 0.2),
+        "b": fails(refused, clock, 0.2),
         "c": answers("answer", clock, 0.05),
     }
     observer = Observer()
@@ -174,6 +175,7 @@ def test_a_round_fails_over_in_plan_order_and_records_each_attempt(clock: Clock)
         ("started", "c"),
         ("succeeded", "c"),
     ]
+    assert [e.provider for e in observer.errors] == ["a", "b"] and observer.errors[1] is refused
 
 
 def test_the_client_s_own_error_is_raised_at_once_without_trying_further(clock: Clock, sleeps: list[float]):
@@ -198,6 +200,7 @@ def test_still_eligible_keeps_only_longer_context_windows():
     assert still_eligible([short, mid, long, unknown], mid) == [long]
     assert still_eligible([short, mid, long, unknown], unknown) == [short, mid, long, unknown]
     assert still_eligible([], long) == []
+    assert still_eligible([unknown], dep("z", 0)) == []  # an unknown window is never the longer one
 
 
 def test_a_context_length_failure_moves_on_only_to_longer_windows_and_is_not_retried(sleeps: list[float]):
@@ -344,6 +347,39 @@ def test_a_retry_after_longer_than_the_longest_wait_ends_the_request_without_wai
     assert calls == ["a", "a"] and [s for s in sleeps if s > 0] == [pytest.approx(1.0)]
 
 
+def test_the_client_s_error_after_a_retryable_failure_is_raised_not_retried(sleeps: list[float]):
+    calls: list[str] = []
+    bad = UpstreamBadRequest("bad", provider="b", status=400)
+    script: Script = {"a": fails(down("a")), "b": fails(bad)}
+    with pytest.raises(UpstreamBadRequest):
+        asyncio.run(run_plan([dep("a"), dep("b")], AttemptLog(), scripted(script, calls)))
+    assert calls == ["a", "b"] and sleeps == []
+
+
+def test_the_second_round_leaves_out_deployments_no_longer_available(sleeps: list[float]):
+    calls: list[str] = []
+    tries = {"a": 0}
+
+    async def flaky_a() -> Any:
+        tries["a"] += 1
+        if tries["a"] == 1:
+            raise down("a")
+        return "a"
+
+    script: Script = {"b": fails(down("b")), "a": flaky_a, "c": fails(down("c"))}
+    observer = Observer(down=("b", "c"))
+    result, _ = asyncio.run(
+        run_plan([dep("b"), dep("a"), dep("c")], AttemptLog(), scripted(script, calls), observer)
+    )
+    assert result == "a" and calls == ["b", "a", "c", "a"]
+
+
+def test_an_empty_plan_fails_with_no_attempt_and_no_error(sleeps: list[float]):
+    with pytest.raises(AllAttemptsFailed) as failed:
+        asyncio.run(run_plan([], AttemptLog(), scripted({}, [])))
+    assert failed.value.attempts == [] and failed.value.last_error is None and sleeps == []
+
+
 # --------------------------------------------------------------------------- hedging
 
 HEDGE = HedgeSettings(enabled=True, default_delay_ms=5.0, min_delay_ms=1.0)
@@ -371,7 +407,7 @@ def test_the_hedge_delay_is_the_p90_but_at_least_the_minimum_less_the_time_alrea
     assert runner._hedge_timeout(two) is None  # already racing: wait for either
 
 
-def test_a_slow_first_attempt_is_hedged_the_first_answer_wins_and_the_loser_is_cancelled():
+def test_a_slow_first_attempt_is_hedged_the_first_answer_wins_and_the_loser_is_cancelled(clock: Clock):
     loser_closed = asyncio.Event()
 
     async def hangs() -> Any:
@@ -382,15 +418,14 @@ def test_a_slow_first_attempt_is_hedged_the_first_answer_wins_and_the_loser_is_c
 
     observer = Observer()
     log = AttemptLog()
-    result, chosen = asyncio.run(
-        run_plan([dep("a"), dep("b")], log, scripted({"a": hangs, "b": answers("b")}, []), observer, HEDGE)
-    )
+    script: Script = {"a": hangs, "b": answers("b", clock, 0.25)}
+    result, chosen = asyncio.run(run_plan([dep("a"), dep("b")], log, scripted(script, []), observer, HEDGE))
     assert (result, chosen.provider) == ("b", "b") and loser_closed.is_set()
-    assert [(x.provider, x.outcome, x.hedge) for x in log.attempts] == [
-        ("a", "cancelled", False),
-        ("b", "ok", True),
+    assert [(x.deployment_id, x.outcome, x.hedge) for x in log.attempts] == [
+        ("a/a-model", "cancelled", False),
+        ("b/b-model", "ok", True),
     ]
-    assert log.attempts[0].elapsed_ms > 0
+    assert [x.elapsed_ms for x in log.attempts] == [pytest.approx(250), pytest.approx(250)]
     assert observer.events == [("started", "a"), ("started", "b"), ("succeeded", "b"), ("cancelled", "a")]
 
 
@@ -482,24 +517,35 @@ def test_a_loser_that_answered_anyway_is_discarded_and_counted_a_success():
     ]
 
 
-def test_a_loser_that_fails_while_being_cancelled_is_recorded_as_that_failure():
+def test_a_loser_that_fails_while_being_cancelled_is_recorded_as_that_failure(clock: Clock):
+    reset = UpstreamConnectError("reset while closing", provider="a")
+
     async def a() -> Any:
         try:
             await asyncio.Event().wait()
         except asyncio.CancelledError:
-            raise UpstreamConnectError("reset while closing", provider="a") from None
+            clock.now += 0.05
+            raise reset from None
 
     observer = Observer()
     log = AttemptLog()
-    result, _ = asyncio.run(
-        run_plan([dep("a"), dep("b")], log, scripted({"a": a, "b": answers("b")}, []), observer, HEDGE)
-    )
+    script: Script = {"a": a, "b": answers("b", clock, 0.1)}
+    result, _ = asyncio.run(run_plan([dep("a"), dep("b")], log, scripted(script, []), observer, HEDGE))
     assert result == "b"
-    assert [(x.provider, x.outcome, x.message) for x in log.attempts] == [
-        ("a", "connect_error", "reset while closing"),
-        ("b", "ok", None),
+    assert [(x.provider, x.outcome, x.message, x.elapsed_ms) for x in log.attempts] == [
+        ("a", "connect_error", "reset while closing", pytest.approx(150)),
+        ("b", "ok", None, pytest.approx(100)),
     ]
-    assert observer.events[-1] == ("failed", "a")
+    assert observer.events[-1] == ("failed", "a") and observer.errors == [reset]
+
+
+def test_a_lone_hedged_attempt_is_waited_for_however_long_it_takes():
+    async def slow() -> Any:
+        await asyncio.sleep(0.05)  # ten times the hedge delay, and nothing to hedge with
+        return "late"
+
+    result, _ = asyncio.run(run_plan([dep("a")], AttemptLog(), scripted({"a": slow}, []), hedge=HEDGE))
+    assert result == "late"
 
 
 def test_a_discarded_result_without_aclose_is_left_alone():
