@@ -7,7 +7,10 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
+import asyncio
+import threading
 from collections.abc import Callable, Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -72,3 +75,42 @@ def local_embedder() -> Iterator[Any]:
     embedder.load()
     yield embedder
     embedder.close()
+
+
+class HandClock:
+    """A `time.monotonic` that moves only when a test moves `now`."""
+
+    def __init__(self, now: float = 100.0) -> None:
+        self.now = now
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def hand_clock(monkeypatch: pytest.MonkeyPatch) -> HandClock:
+    """The clock of the router's attempt loop, executor and attempt log, moved by hand: an attempt's
+    elapsed time, time to first token and throughput become exact figures. asyncio keeps its own."""
+    from router_policies import attempts, executor, runner
+
+    clock = HandClock()
+    fake_time = SimpleNamespace(monotonic=clock.monotonic)
+    for module in (attempts, executor, runner):
+        monkeypatch.setattr(module, "time", fake_time)
+    return clock
+
+
+@pytest.fixture
+def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The delays this test's own thread asks asyncio.sleep for (tenacity's waits); each returns at once."""
+    asked: list[float] = []
+    real_sleep, me = asyncio.sleep, threading.get_ident()
+
+    async def recorded(delay: float, result: object = None) -> object:
+        if threading.get_ident() != me:  # another thread's loop (a leftover server): untouched
+            return await real_sleep(delay, result)
+        asked.append(delay)
+        return await real_sleep(0, result)
+
+    monkeypatch.setattr(asyncio, "sleep", recorded)
+    return asked

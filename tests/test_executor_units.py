@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -18,9 +17,6 @@ import pytest
 from providers.errors import ProviderError, UpstreamProtocolError, UpstreamUnavailable
 from providers.responses_wire import RESPONSES_FIELD
 from providers.types import ChatResult, EmbeddingsResult, RateLimitInfo, Timeouts, UpstreamCall, Usage
-from router_policies import attempts as attempts_module
-from router_policies import executor as executor_module
-from router_policies import runner as runner_module
 from router_policies.attempts import AttemptLog
 from router_policies.deployment import Deployment
 from router_policies.executor import (
@@ -32,6 +28,7 @@ from router_policies.executor import (
     upstream_call,
 )
 from router_policies.runner import NullObserver, RetrySettings
+from tests.conftest import HandClock
 
 ROLE = {"choices": [{"index": 0, "delta": {"role": "assistant"}}]}
 NO_RETRY = RetrySettings(rounds=1)
@@ -48,32 +45,15 @@ def usage_chunk(completion: int) -> dict[str, Any]:
     }
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 50.0
-
-    def monotonic(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    made = Clock()
-    fake_time = SimpleNamespace(monotonic=made.monotonic)
-    for module in (executor_module, runner_module, attempts_module):
-        monkeypatch.setattr(module, "time", fake_time)
-    return made
-
-
 class Stream:
     """An open upstream stream: yields `chunks` (an exception in the list is raised there),
-    moving the clock by `gap_s` before each; records that it was closed."""
+    moving the hand_clock by `gap_s` before each; records that it was closed."""
 
     def __init__(
-        self, chunks: list[Any], clock: Clock | None, gap_s: float, rate_limit: RateLimitInfo
+        self, chunks: list[Any], hand_clock: HandClock | None, gap_s: float, rate_limit: RateLimitInfo
     ) -> None:
         self.chunks = chunks
-        self.clock = clock
+        self.clock = hand_clock
         self.gap_s = gap_s
         self.rate_limit = rate_limit
         self.closed = False
@@ -101,10 +81,14 @@ class Adapter:
     """A deployment's adapter: answers, or raises, what its test scripted; keeps each call."""
 
     def __init__(
-        self, answer: Any = None, clock: Clock | None = None, takes_s: float = 0.0, gap_s: float = 0.0
+        self,
+        answer: Any = None,
+        hand_clock: HandClock | None = None,
+        takes_s: float = 0.0,
+        gap_s: float = 0.0,
     ) -> None:
         self.answer = answer
-        self.clock = clock
+        self.clock = hand_clock
         self.takes_s = takes_s
         self.gap_s = gap_s
         self.calls: list[UpstreamCall] = []
@@ -139,8 +123,11 @@ def dep(name: str, adapter: Adapter, responses_api: bool = False) -> Deployment:
 
 
 class Observer(NullObserver):
+    """Records what the executor reports; keeps no count of answers in flight."""
+
     def __init__(self) -> None:
         self.finished_with: list[tuple[str, float, float | None, RateLimitInfo | None, Usage | None]] = []
+        self.loads: list[int | None] = []  # the other answers in flight as each attempt started
         self.failures: list[tuple[str, ProviderError]] = []
 
     def failed(self, d: Deployment, error: ProviderError) -> None:
@@ -153,8 +140,21 @@ class Observer(NullObserver):
         tokens_per_s: float | None,
         rate_limit: RateLimitInfo | None,
         usage: Usage | None = None,
+        in_flight: int | None = None,
     ) -> None:
         self.finished_with.append((d.provider, ttft_ms, tokens_per_s, rate_limit, usage))
+        self.loads.append(in_flight)
+
+
+class Counting(Observer):
+    """An observer that counts the answers in flight on each deployment, this attempt's included."""
+
+    def __init__(self, in_flight: int) -> None:
+        super().__init__()
+        self.count = in_flight
+
+    def in_flight(self, d: Deployment) -> int:
+        return self.count
 
 
 BODY = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
@@ -211,13 +211,13 @@ def test_each_deployment_gets_the_body_with_its_own_model_name_and_its_timeouts(
 # --------------------------------------------------------------------------- whole answers
 
 
-def test_a_completion_fails_over_and_reports_its_latency_and_throughput(clock: Clock):
+def test_a_completion_fails_over_and_reports_its_latency_and_throughput(hand_clock: HandClock):
     usage = Usage(prompt_tokens=10, completion_tokens=50)
     answer = ChatResult({"id": "x"}, usage, LIMITS)
-    broken = Adapter(UpstreamUnavailable("down", provider="a", status=503), clock, takes_s=0.1)
-    good = Adapter(answer, clock, takes_s=0.5)
+    broken = Adapter(UpstreamUnavailable("down", provider="a", status=503), hand_clock, takes_s=0.1)
+    good = Adapter(answer, hand_clock, takes_s=0.5)
     observer = Observer()
-    log = AttemptLog(started_at=clock.now)
+    log = AttemptLog(started_at=hand_clock.now)
     result, chosen = asyncio.run(complete([dep("a", broken), dep("b", good)], BODY, log, observer))
     assert result is answer and chosen.provider == "b"
     assert [c.body["model"] for c in broken.calls + good.calls] == ["a-model", "b-model"]
@@ -234,25 +234,27 @@ def test_a_completion_fails_over_and_reports_its_latency_and_throughput(clock: C
         (Usage(prompt_tokens=3, completion_tokens=5), 0.25, 20.0),
     ],
 )
-def test_a_whole_answer_has_a_throughput_only_with_tokens_and_time(clock: Clock, usage, takes_s, tps):
+def test_a_whole_answer_has_a_throughput_only_with_tokens_and_time(
+    hand_clock: HandClock, usage, takes_s, tps
+):
     observer = Observer()
-    adapter = Adapter(ChatResult({}, usage, LIMITS), clock, takes_s=takes_s)
+    adapter = Adapter(ChatResult({}, usage, LIMITS), hand_clock, takes_s=takes_s)
     asyncio.run(complete([dep("a", adapter)], BODY, AttemptLog(), observer))
     [(_, ttft_ms, got_tps, _, got_usage)] = observer.finished_with
     assert ttft_ms == pytest.approx(takes_s * 1000) and got_tps == tps and got_usage is usage
 
 
-def test_an_observer_without_finished_is_not_told_of_timings(clock: Clock):
-    adapter = Adapter(ChatResult({}, Usage(1, 1), LIMITS), clock, takes_s=0.1)
+def test_an_observer_without_finished_is_not_told_of_timings(hand_clock: HandClock):
+    adapter = Adapter(ChatResult({}, Usage(1, 1), LIMITS), hand_clock, takes_s=0.1)
     result, _ = asyncio.run(complete([dep("a", adapter)], BODY, AttemptLog()))  # the null observer
     assert result.usage == Usage(1, 1)
 
 
-def test_embeddings_go_to_the_embeddings_endpoint_fail_over_and_are_never_hedged(clock: Clock):
+def test_embeddings_go_to_the_embeddings_endpoint_fail_over_and_are_never_hedged(hand_clock: HandClock):
     usage = Usage(prompt_tokens=12, completion_tokens=0)
     answer = EmbeddingsResult({"data": []}, usage, LIMITS)
-    broken = Adapter(UpstreamUnavailable("down", provider="a", status=503), clock, takes_s=0.2)
-    good = Adapter(answer, clock, takes_s=0.3)
+    broken = Adapter(UpstreamUnavailable("down", provider="a", status=503), hand_clock, takes_s=0.2)
+    good = Adapter(answer, hand_clock, takes_s=0.3)
     observer = Observer()
     body = {"model": "e", "input": "hello"}
     result, chosen = asyncio.run(
@@ -266,9 +268,9 @@ def test_embeddings_go_to_the_embeddings_endpoint_fail_over_and_are_never_hedged
 # --------------------------------------------------------------------------- streams
 
 
-def test_a_stream_is_held_until_content_then_handed_over_and_timed_on_close(clock: Clock):
+def test_a_stream_is_held_until_content_then_handed_over_and_timed_on_close(hand_clock: HandClock):
     chunks = [ROLE, text("Hel"), text("lo"), usage_chunk(40)]
-    adapter = Adapter(chunks, clock, takes_s=0.1, gap_s=0.2)
+    adapter = Adapter(chunks, hand_clock, takes_s=0.1, gap_s=0.2)
     observer = Observer()
 
     async def run() -> tuple[StartedStream, list[Any]]:
@@ -296,9 +298,9 @@ def test_a_stream_is_held_until_content_then_handed_over_and_timed_on_close(cloc
     assert adapter.streams[0].iterator_closed
 
 
-def test_an_upstream_that_dies_after_its_role_chunk_is_failed_over_and_closed(clock: Clock):
-    dies = Adapter([ROLE, UpstreamProtocolError("cut", provider="a")], clock, gap_s=0.1)
-    good = Adapter([ROLE, text("ok"), usage_chunk(1)], clock, gap_s=0.1)
+def test_an_upstream_that_dies_after_its_role_chunk_is_failed_over_and_closed(hand_clock: HandClock):
+    dies = Adapter([ROLE, UpstreamProtocolError("cut", provider="a")], hand_clock, gap_s=0.1)
+    good = Adapter([ROLE, text("ok"), usage_chunk(1)], hand_clock, gap_s=0.1)
     observer = Observer()
 
     async def run() -> StartedStream:
@@ -314,8 +316,8 @@ def test_an_upstream_that_dies_after_its_role_chunk_is_failed_over_and_closed(cl
     assert [p for p, _ in observer.failures] == ["a"]
 
 
-def test_a_stream_that_ends_before_any_content_is_handed_over_as_it_is(clock: Clock):
-    adapter = Adapter([ROLE], clock, gap_s=0.1)
+def test_a_stream_that_ends_before_any_content_is_handed_over_as_it_is(hand_clock: HandClock):
+    adapter = Adapter([ROLE], hand_clock, gap_s=0.1)
 
     async def run() -> tuple[StartedStream, list[Any]]:
         started = await start_stream([dep("a", adapter)], BODY, AttemptLog(), Observer())
@@ -327,9 +329,9 @@ def test_a_stream_that_ends_before_any_content_is_handed_over_as_it_is(clock: Cl
     assert started.preamble == [ROLE] and rest == []
 
 
-def test_a_failure_after_content_is_reported_as_that_failure_not_a_finish(clock: Clock):
+def test_a_failure_after_content_is_reported_as_that_failure_not_a_finish(hand_clock: HandClock):
     error = UpstreamProtocolError("died mid-way", provider="a")
-    adapter = Adapter([text("partial"), error], clock, gap_s=0.1)
+    adapter = Adapter([text("partial"), error], hand_clock, gap_s=0.1)
     observer = Observer()
 
     async def run() -> None:
@@ -351,8 +353,8 @@ def test_a_failure_after_content_is_reported_as_that_failure_not_a_finish(clock:
         ([text("a"), usage_chunk(9)], 0.0),  # no time between first token and end
     ],
 )
-def test_a_stream_has_a_throughput_only_with_tokens_and_time(clock: Clock, chunks, gap_s):
-    adapter = Adapter(chunks, clock, gap_s=gap_s)
+def test_a_stream_has_a_throughput_only_with_tokens_and_time(hand_clock: HandClock, chunks, gap_s):
+    adapter = Adapter(chunks, hand_clock, gap_s=gap_s)
     observer = Observer()
 
     async def run() -> None:
@@ -366,8 +368,8 @@ def test_a_stream_has_a_throughput_only_with_tokens_and_time(clock: Clock, chunk
     assert tps is None
 
 
-def test_a_stream_closed_early_reports_no_throughput_and_closes_the_upstream(clock: Clock):
-    adapter = Adapter([text("a"), text("b"), usage_chunk(5)], clock, gap_s=0.1)
+def test_a_stream_closed_early_reports_no_throughput_and_closes_the_upstream(hand_clock: HandClock):
+    adapter = Adapter([text("a"), text("b"), usage_chunk(5)], hand_clock, gap_s=0.1)
     observer = Observer()
 
     async def run() -> None:
@@ -379,8 +381,8 @@ def test_a_stream_closed_early_reports_no_throughput_and_closes_the_upstream(clo
     assert observer.finished_with == [("a", pytest.approx(100.0), None, LIMITS, None)]
 
 
-def test_without_an_observer_that_takes_timings_a_stream_reports_nothing(clock: Clock):
-    adapter = Adapter([text("a"), usage_chunk(5)], clock, gap_s=0.1)
+def test_without_an_observer_that_takes_timings_a_stream_reports_nothing(hand_clock: HandClock):
+    adapter = Adapter([text("a"), usage_chunk(5)], hand_clock, gap_s=0.1)
 
     async def run() -> StartedStream:
         started = await start_stream([dep("a", adapter)], BODY, AttemptLog())
@@ -390,3 +392,34 @@ def test_without_an_observer_that_takes_timings_a_stream_reports_nothing(clock: 
         return started
 
     assert asyncio.run(run()).preamble == [text("a")]
+
+
+# --------------------------------------------------------------------------- the load each answer met
+
+
+@pytest.mark.parametrize(("in_flight", "load"), [(3, 2), (1, 0), (0, 0)])
+def test_each_answer_is_reported_with_the_other_answers_in_flight_when_it_started(
+    hand_clock: HandClock, in_flight: int, load: int
+):
+    whole, streamed = Counting(in_flight), Counting(in_flight)
+    adapter = Adapter(ChatResult({}, Usage(1, 1), LIMITS), hand_clock, takes_s=0.1)
+    asyncio.run(complete([dep("a", adapter)], BODY, AttemptLog(), whole))
+    embeddings = Adapter(EmbeddingsResult({}, Usage(1, 0), LIMITS), hand_clock, takes_s=0.1)
+    asyncio.run(embed([dep("a", embeddings)], {"input": "x"}, AttemptLog(), whole))
+    stream = Adapter([text("a"), usage_chunk(2)], hand_clock, gap_s=0.1)
+
+    async def run() -> None:
+        started = await start_stream([dep("a", stream)], BODY, AttemptLog(), streamed)
+        async for _ in started.rest:
+            pass
+        await started.aclose()
+
+    asyncio.run(run())
+    assert whole.loads == [load, load] and streamed.loads == [load]
+
+
+def test_an_observer_that_keeps_no_count_is_told_no_load(hand_clock: HandClock):
+    observer = Observer()
+    adapter = Adapter(ChatResult({}, Usage(1, 1), LIMITS), hand_clock, takes_s=0.1)
+    asyncio.run(complete([dep("a", adapter)], BODY, AttemptLog(), observer))
+    assert observer.loads == [None]

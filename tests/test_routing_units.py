@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import threading
 
 import pytest
 
@@ -63,22 +62,6 @@ class _Dep:
     def __init__(self, name: str) -> None:
         self.id = self.provider = name
         self.context_window_tokens = None
-
-
-@pytest.fixture
-def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """The delays this test's own thread asks asyncio.sleep for; each returns at once."""
-    asked: list[float] = []
-    real_sleep, me = asyncio.sleep, threading.get_ident()
-
-    async def recorded(delay: float, result: object = None) -> object:
-        if threading.get_ident() != me:  # another thread's loop (a leftover server): untouched
-            return await real_sleep(delay, result)
-        asked.append(delay)
-        return await real_sleep(0, result)
-
-    monkeypatch.setattr(asyncio, "sleep", recorded)
-    return asked
 
 
 def test_retry_round_waits_the_retry_after_the_upstreams_asked_for(sleeps):

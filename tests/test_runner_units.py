@@ -9,9 +9,7 @@ instead of slept. Fast enough to judge each mutant of router_policies/runner.py 
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Awaitable, Callable
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -24,7 +22,6 @@ from providers.errors import (
     UpstreamRateLimited,
     UpstreamUnavailable,
 )
-from router_policies import attempts as attempts_module
 from router_policies import runner as runner_module
 from router_policies.attempts import AllAttemptsFailed, AttemptLog
 from router_policies.deployment import Deployment
@@ -36,45 +33,11 @@ from router_policies.runner import (
     run_plan,
     still_eligible,
 )
+from tests.conftest import HandClock
 
 
 def dep(name: str, window: int | None = None) -> Deployment:
     return Deployment(name, f"{name}-model", None, 1.0, 2.0, context_window_tokens=window)  # type: ignore[arg-type]
-
-
-class Clock:
-    """`time.monotonic` for the runner and the attempt log: moves only when a test moves it."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def monotonic(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    made = Clock()
-    fake_time = SimpleNamespace(monotonic=made.monotonic)
-    monkeypatch.setattr(runner_module, "time", fake_time)
-    monkeypatch.setattr(attempts_module, "time", fake_time)
-    return made
-
-
-@pytest.fixture
-def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """The delays this test's thread asks asyncio.sleep for (tenacity's waits); each returns at once."""
-    asked: list[float] = []
-    real_sleep, me = asyncio.sleep, threading.get_ident()
-
-    async def recorded(delay: float, result: object = None) -> object:
-        if threading.get_ident() != me:
-            return await real_sleep(delay, result)
-        asked.append(delay)
-        return await real_sleep(0, result)
-
-    monkeypatch.setattr(asyncio, "sleep", recorded)
-    return asked
 
 
 class Observer(NullObserver):
@@ -120,20 +83,22 @@ def scripted(script: Script, calls: list[str]) -> Callable[[Deployment], Awaitab
 
 
 def fails(
-    error: ProviderError, clock: Clock | None = None, after_s: float = 0.0
+    error: ProviderError, hand_clock: HandClock | None = None, after_s: float = 0.0
 ) -> Callable[[], Awaitable[Any]]:
     async def run() -> Any:
-        if clock is not None:
-            clock.now += after_s
+        if hand_clock is not None:
+            hand_clock.now += after_s
         raise error
 
     return run
 
 
-def answers(value: Any, clock: Clock | None = None, after_s: float = 0.0) -> Callable[[], Awaitable[Any]]:
+def answers(
+    value: Any, hand_clock: HandClock | None = None, after_s: float = 0.0
+) -> Callable[[], Awaitable[Any]]:
     async def run() -> Any:
-        if clock is not None:
-            clock.now += after_s
+        if hand_clock is not None:
+            hand_clock.now += after_s
         return value
 
     return run
@@ -146,17 +111,17 @@ def down(name: str, status: int = 503, retry_after_s: float | None = None) -> Up
 # --------------------------------------------------------------------------- one round, in order
 
 
-def test_a_round_fails_over_in_plan_order_and_records_each_attempt(clock: Clock):
+def test_a_round_fails_over_in_plan_order_and_records_each_attempt(hand_clock: HandClock):
     a, b, c = dep("a"), dep("b"), dep("c")
     calls: list[str] = []
     refused = UpstreamConnectError("refused", provider="b")
     script: Script = {
-        "a": fails(down("a"), clock, 0.1),
-        "b": fails(refused, clock, 0.2),
-        "c": answers("answer", clock, 0.05),
+        "a": fails(down("a"), hand_clock, 0.1),
+        "b": fails(refused, hand_clock, 0.2),
+        "c": answers("answer", hand_clock, 0.05),
     }
     observer = Observer()
-    log = AttemptLog(started_at=clock.now)
+    log = AttemptLog(started_at=hand_clock.now)
     result, chosen = asyncio.run(run_plan([a, b, c], log, scripted(script, calls), observer))
     assert (result, chosen) == ("answer", c) and calls == ["a", "b", "c"]
     assert [(x.deployment_id, x.provider, x.outcome, x.status, x.message) for x in log.attempts] == [
@@ -178,12 +143,14 @@ def test_a_round_fails_over_in_plan_order_and_records_each_attempt(clock: Clock)
     assert [e.provider for e in observer.errors] == ["a", "b"] and observer.errors[1] is refused
 
 
-def test_the_client_s_own_error_is_raised_at_once_without_trying_further(clock: Clock, sleeps: list[float]):
+def test_the_client_s_own_error_is_raised_at_once_without_trying_further(
+    hand_clock: HandClock, sleeps: list[float]
+):
     calls: list[str] = []
     bad = UpstreamBadRequest("no such parameter", provider="a", status=400)
     observer = Observer()
     log = AttemptLog()
-    script: Script = {"a": fails(bad, clock, 0.01), "b": answers("never")}
+    script: Script = {"a": fails(bad, hand_clock, 0.01), "b": answers("never")}
     with pytest.raises(UpstreamBadRequest) as raised:
         asyncio.run(run_plan([dep("a"), dep("b")], log, scripted(script, calls), observer))
     assert raised.value is bad and calls == ["a"] and sleeps == []
@@ -219,7 +186,7 @@ def test_a_context_length_failure_moves_on_only_to_longer_windows_and_is_not_ret
     assert failed.value.last_error is not None and failed.value.last_error.provider == "d"
 
 
-def test_a_cancelled_attempt_is_recorded_and_reported_and_the_cancellation_goes_on(clock: Clock):
+def test_a_cancelled_attempt_is_recorded_and_reported_and_the_cancellation_goes_on(hand_clock: HandClock):
     observer = Observer()
     log = AttemptLog()
 
@@ -389,14 +356,16 @@ def test_hedge_settings_default_to_off_with_a_one_second_delay():
     assert HedgeSettings() == HedgeSettings(enabled=False, default_delay_ms=1000.0, min_delay_ms=20.0)
 
 
-def test_the_hedge_delay_is_the_p90_but_at_least_the_minimum_less_the_time_already_waited(clock: Clock):
+def test_the_hedge_delay_is_the_p90_but_at_least_the_minimum_less_the_time_already_waited(
+    hand_clock: HandClock,
+):
     observer = Observer(p90={"a": 200.0, "fast": 0.5})
     runner: Runner[Any] = Runner(AttemptLog(), answers(None), observer, HedgeSettings(enabled=True))
     log = runner.log
 
     def timeout_for(name: str, waited_s: float) -> float | None:
         record = log.begin(name, name)
-        clock.now += waited_s
+        hand_clock.now += waited_s
         return runner._hedge_timeout({object(): (dep(name), record)})  # type: ignore[dict-item]
 
     assert timeout_for("a", 0.05) == pytest.approx(0.15)  # p90 200 ms, 50 ms gone
@@ -407,7 +376,9 @@ def test_the_hedge_delay_is_the_p90_but_at_least_the_minimum_less_the_time_alrea
     assert runner._hedge_timeout(two) is None  # already racing: wait for either
 
 
-def test_a_slow_first_attempt_is_hedged_the_first_answer_wins_and_the_loser_is_cancelled(clock: Clock):
+def test_a_slow_first_attempt_is_hedged_the_first_answer_wins_and_the_loser_is_cancelled(
+    hand_clock: HandClock,
+):
     loser_closed = asyncio.Event()
 
     async def hangs() -> Any:
@@ -418,7 +389,7 @@ def test_a_slow_first_attempt_is_hedged_the_first_answer_wins_and_the_loser_is_c
 
     observer = Observer()
     log = AttemptLog()
-    script: Script = {"a": hangs, "b": answers("b", clock, 0.25)}
+    script: Script = {"a": hangs, "b": answers("b", hand_clock, 0.25)}
     result, chosen = asyncio.run(run_plan([dep("a"), dep("b")], log, scripted(script, []), observer, HEDGE))
     assert (result, chosen.provider) == ("b", "b") and loser_closed.is_set()
     assert [(x.deployment_id, x.outcome, x.hedge) for x in log.attempts] == [
@@ -517,19 +488,19 @@ def test_a_loser_that_answered_anyway_is_discarded_and_counted_a_success():
     ]
 
 
-def test_a_loser_that_fails_while_being_cancelled_is_recorded_as_that_failure(clock: Clock):
+def test_a_loser_that_fails_while_being_cancelled_is_recorded_as_that_failure(hand_clock: HandClock):
     reset = UpstreamConnectError("reset while closing", provider="a")
 
     async def a() -> Any:
         try:
             await asyncio.Event().wait()
         except asyncio.CancelledError:
-            clock.now += 0.05
+            hand_clock.now += 0.05
             raise reset from None
 
     observer = Observer()
     log = AttemptLog()
-    script: Script = {"a": a, "b": answers("b", clock, 0.1)}
+    script: Script = {"a": a, "b": answers("b", hand_clock, 0.1)}
     result, _ = asyncio.run(run_plan([dep("a"), dep("b")], log, scripted(script, []), observer, HEDGE))
     assert result == "b"
     assert [(x.provider, x.outcome, x.message, x.elapsed_ms) for x in log.attempts] == [
