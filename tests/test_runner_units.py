@@ -352,28 +352,49 @@ def test_an_empty_plan_fails_with_no_attempt_and_no_error(sleeps: list[float]):
 HEDGE = HedgeSettings(enabled=True, default_delay_ms=5.0, min_delay_ms=1.0)
 
 
-def test_hedge_settings_default_to_off_with_a_one_second_delay():
-    assert HedgeSettings() == HedgeSettings(enabled=False, default_delay_ms=1000.0, min_delay_ms=20.0)
+def test_hedge_settings_default_to_off_with_a_one_second_delay_and_no_target():
+    assert HedgeSettings() == HedgeSettings(
+        enabled=False, default_delay_ms=1000.0, min_delay_ms=20.0, target_ms=None
+    )
 
 
-def test_the_hedge_delay_is_the_p90_but_at_least_the_minimum_less_the_time_already_waited(
-    hand_clock: HandClock,
-):
-    observer = Observer(p90={"a": 200.0, "fast": 0.5})
+@pytest.mark.parametrize(
+    ("target_ms", "first_p90", "next_p90", "delay"),
+    [
+        (None, 200.0, 100.0, 200.0),  # no target: the first's p90
+        (None, None, 100.0, 1000.0),  # no stats: the default
+        (None, 5.0, None, 20.0),  # never under the minimum
+        (500.0, 200.0, 100.0, 400.0),  # room under the target: as late as the next still meets it
+        (500.0, 450.0, 100.0, 450.0),  # no room: the first's p90
+        (500.0, 200.0, None, 200.0),  # the next has no stats: the first's p90
+        (100.0, None, 95.0, 1000.0),  # a target already out of reach: the default
+        (30.0, 1.0, 20.0, 20.0),  # the minimum still holds under a target
+    ],
+)
+def test_the_hedge_delay_with_and_without_a_latency_target(target_ms, first_p90, next_p90, delay):
+    assert HedgeSettings(enabled=True, target_ms=target_ms).delay_ms(first_p90, next_p90) == delay
+
+
+def test_the_hedge_timeout_is_the_delay_less_the_time_already_waited(hand_clock: HandClock):
+    observer = Observer(p90={"a": 200.0, "fast": 0.5, "next": 100.0})
     runner: Runner[Any] = Runner(AttemptLog(), answers(None), observer, HedgeSettings(enabled=True))
+    targeted: Runner[Any] = Runner(
+        AttemptLog(), answers(None), observer, HedgeSettings(enabled=True, target_ms=500)
+    )
     log = runner.log
 
-    def timeout_for(name: str, waited_s: float) -> float | None:
+    def timeout_for(name: str, waited_s: float, which: Runner[Any] = runner) -> float | None:
         record = log.begin(name, name)
         hand_clock.now += waited_s
-        return runner._hedge_timeout({object(): (dep(name), record)})  # type: ignore[dict-item]
+        return which._hedge_timeout({object(): (dep(name), record)}, dep("next"))  # type: ignore[dict-item]
 
     assert timeout_for("a", 0.05) == pytest.approx(0.15)  # p90 200 ms, 50 ms gone
     assert timeout_for("none", 0.25) == pytest.approx(0.75)  # no stats: the default 1000 ms
     assert timeout_for("fast", 0.0) == pytest.approx(0.02)  # 0.5 ms is under the 20 ms minimum
     assert timeout_for("a", 0.5) == 0.0  # overdue: at once
+    assert timeout_for("a", 0.1, targeted) == pytest.approx(0.3)  # 500 ms less next's p90 100 ms, 100 ms gone
     two = {object(): (dep("a"), log.begin("a", "a")), object(): (dep("b"), log.begin("b", "b"))}
-    assert runner._hedge_timeout(two) is None  # already racing: wait for either
+    assert runner._hedge_timeout(two, dep("next")) is None  # already racing: wait for either
 
 
 def test_a_slow_first_attempt_is_hedged_the_first_answer_wins_and_the_loser_is_cancelled(
