@@ -122,8 +122,13 @@ _PROXIED = (
 )
 
 
-def create_app(settings: Settings, config: GatewayConfig) -> ASGIApp:
-    """The ASGI app; the request-id middleware wraps everything so even a 500 carries the id."""
+def create_app(
+    settings: Settings, config: GatewayConfig, *, on_started: Callable[[], None] | None = None
+) -> ASGIApp:
+    """The ASGI app; the request-id middleware wraps everything so even a 500 carries the id.
+
+    `on_started` runs once the lifespan has built everything, before the first request.
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -141,6 +146,8 @@ def create_app(settings: Settings, config: GatewayConfig) -> ASGIApp:
                     d.output_price_per_mtok,
                     d.price_source,
                 )
+        if on_started is not None:
+            on_started()
         try:
             yield
         finally:

@@ -48,8 +48,11 @@ def _refusal(settings: Settings, host: str, workers: int) -> str | None:
 
 
 def _freeze_heap() -> None:
-    # Everything imported so far lives as long as the process: move it out of the
-    # collector's reach, so full collections stop scanning it (they made the p99 tail).
+    """Called once the app has started (its lifespan done): everything imported and built so far
+    lives as long as the process, so it is moved out of the collector's reach and full collections
+    stop scanning it. Frozen before the lifespan, the runtime's imports (the database driver,
+    tokenizer, telemetry SDK...) stayed in: about 100k objects per full collection, tens to
+    hundreds of milliseconds that stalled every request in flight (the open-loop p99 tail)."""
     gc.collect()
     gc.freeze()
 
@@ -71,9 +74,9 @@ def worker_app() -> ASGIApp:
 
     configure_logging(settings.log_level, settings.log_format)
     configure_tracing(settings)
-    app = create_app(settings, load_config(settings.config_path or DEMO_CONFIG_PATH))
-    _freeze_heap()
-    return app
+    return create_app(
+        settings, load_config(settings.config_path or DEMO_CONFIG_PATH), on_started=_freeze_heap
+    )
 
 
 def _migrate_once(settings: Settings, workers: int) -> None:
@@ -147,8 +150,7 @@ def serve(args: argparse.Namespace) -> int:
     from gateway.telemetry.tracing import configure_tracing
 
     tracer_provider = configure_tracing(settings)
-    app = create_app(settings, config)
-    _freeze_heap()
+    app = create_app(settings, config, on_started=_freeze_heap)
     _exit_cleanly_after_signal()
     uvicorn.Server(server_config(app, settings, **options)).run()
     if tracer_provider is not None:
