@@ -278,19 +278,24 @@ def run_variant(
     return _summary(variant.label, len(load), ttfts, cost, caches)
 
 
+def _cheapest_first(caches: PromptCaches, tenant: int, t: float) -> list[Deployment]:
+    """The deployments by what this tenant's request would cost at each now (warm caches bill less)."""
+
+    def cost(d: Deployment) -> float:
+        cached = SYSTEM_TOKENS if caches.warm(d.provider, tenant, t) else 0
+        return d.cost_usd(PROMPT_TOKENS, COMPLETION_TOKENS, cached)
+
+    return sorted(deployments(), key=cost)
+
+
 def run_oracle(seed: int, load: list[tuple[float, int]]) -> dict[str, Any]:
     """Per request, the cheapest deployment that would have met the SLO, knowing the whole market."""
     market, caches = Market(seed, load[-1][0] + 60), PromptCaches()
     ttfts: list[float] = []
     cost = 0.0
     for index, (t, tenant) in enumerate(load):
-
-        def request_cost(d: Deployment, tenant: int = tenant, t: float = t) -> float:
-            cached = SYSTEM_TOKENS if caches.warm(d.provider, tenant, t) else 0
-            return d.cost_usd(PROMPT_TOKENS, COMPLETION_TOKENS, cached)
-
         outcomes = []
-        for d in sorted(deployments(), key=request_cost):
+        for d in _cheapest_first(caches, tenant, t):
             took, error = market.probe(BY_NAME[d.provider], t, index)
             if error is None:
                 outcomes.append((took > SLO_S, d, took))
@@ -312,12 +317,7 @@ def run_market_oracle(seed: int, load: list[tuple[float, int]], confidence: floa
     ttfts: list[float] = []
     cost = 0.0
     for index, (t, tenant) in enumerate(load):
-
-        def request_cost(d: Deployment, tenant: int = tenant, t: float = t) -> float:
-            cached = SYSTEM_TOKENS if caches.warm(d.provider, tenant, t) else 0
-            return d.cost_usd(PROMPT_TOKENS, COMPLETION_TOKENS, cached)
-
-        left, elapsed = sorted(deployments(), key=request_cost), 0.0
+        left, elapsed = _cheapest_first(caches, tenant, t), 0.0
         while left and elapsed < DEADLINE_S:
             now = t + elapsed
             chances = [market.chance_within(BY_NAME[d.provider], now, SLO_S - elapsed) for d in left]
