@@ -13,7 +13,9 @@ that last served this key's long prompt prefix goes first while it is preferred 
 missed target, room, breaker closed) and its price with the whole prompt cached is no
 higher than the effective price of the policy's first choice (so stickiness never
 locks a key onto a dear deployment it once failed over to), unless the request
-pinned an `order` or asked for a strict `sort`. Each candidate carries the reasons for its place.
+pinned an `order` or asked for a strict `sort`. With hedging on, the second place (the
+hedge) goes to the preferred deployment with the lowest predicted p90 time to first
+token. Each candidate carries the reasons for its place.
 
 Deployments whose breaker is open are left out, unless nothing else is left, in
 which case they are tried soonest-to-reopen first rather than failing the request
@@ -154,6 +156,8 @@ class Router:
         ranked = _prefer(ranked, prefs)
         if prefix_key is not None and prefs.order is None and prefs.sort is None:
             ranked = self._stick(ranked, prefix_key)
+        if plan.hedge.enabled and prefs.order is None and prefs.sort is None:
+            ranked = _fastest_second(ranked)
         plan.candidates = ranked
         for c in ranked:
             plan.deployments.append(c.deployment)
@@ -251,6 +255,27 @@ class Router:
         predicted at the load it met when the load-aware fit allows, else the window's."""
         state = self.store.state(d.id)
         return expected_ttft_ms(state.window.summary(), "p90", max(0, state.total_in_flight - 1))
+
+
+def _fastest_second(ranked: list[Candidate]) -> list[Candidate]:
+    """With hedging, the second place (the hedge, and the first failover) goes to the preferred
+    deployment of the same model with the lowest predicted p90 time to first token: a hedge is
+    there to answer sooner than a late first choice, and the policy's next draw is as likely
+    to be another cheap, slow one. The first choice stays the policy's."""
+    best: tuple[float, int] | None = None
+    for i, c in enumerate(ranked[1:], start=1):
+        if not c.preferred or c.model != ranked[0].model:
+            continue
+        p90 = expected_ttft_ms(c.stats, "p90", c.in_flight)
+        if p90 is not None and (best is None or p90 < best[0]):
+            best = (p90, i)
+    if best is None or best[1] == 1:
+        return ranked
+    second = ranked[best[1]]
+    second.reasons.append(
+        "second: the hedge, the lowest predicted p90 time to first token among the preferred"
+    )
+    return [ranked[0], second, *ranked[1 : best[1]], *ranked[best[1] + 1 :]]
 
 
 def _hedge_for(hedge: HedgeSettings, prefs: ProviderPrefs) -> HedgeSettings:

@@ -302,3 +302,37 @@ def test_a_hedged_plan_carries_the_requests_tightest_latency_target():
     assert router.plan([group], {}, ProviderPrefs()).hedge.target_ms is None
     plain = ModelGroup("plain", group.deployments)
     assert router.plan([plain], {}, target).hedge == HedgeSettings()  # no hedging: nothing to time
+
+
+def test_with_hedging_the_second_place_goes_to_the_fastest_preferred_deployment():
+    group = ModelGroup("m", (dep("cheap", 1.0), dep("mid", 2.0), dep("dear", 3.0)))
+    store = router_with({"cheap/cheap-model": 300.0, "mid/mid-model": 900.0, "dear/dear-model": 50.0}).store
+    hedged = ModelRouting(policy="price", hedge=HedgeSettings(enabled=True))
+    router = Router(store, {"m": hedged, "plain": ModelRouting(policy="price")}, seed=1)
+    plan = router.plan([group], {}, ProviderPrefs())
+    assert [d.provider for d in plan.deployments] == ["cheap", "dear", "mid"]  # the first stays the policy's
+    assert any(r.startswith("second: the hedge") for r in plan.candidates[1].reasons)
+    plain = ModelGroup("plain", group.deployments)
+    assert [d.provider for d in router.plan([plain], {}, ProviderPrefs()).deployments] == [
+        "cheap",
+        "mid",
+        "dear",
+    ]
+    # A strict sort asked by the client keeps its order.
+    assert [d.provider for d in router.plan([group], {}, ProviderPrefs(sort="price")).deployments] == [
+        "cheap",
+        "mid",
+        "dear",
+    ]
+    # Only a preferred deployment is a hedge: one missing the throughput target is not.
+    slow_rate = ProviderPrefs(preferred_min_throughput=Cutoffs(p50=60.0))
+    for _ in range(20):
+        store.finished("mid/mid-model", 900.0, 80.0, None)
+        store.finished("cheap/cheap-model", 300.0, 80.0, None)
+    assert [d.provider for d in router.plan([group], {}, slow_rate).deployments] == ["cheap", "mid", "dear"]
+    store.state("dear/dear-model").window.replace([])  # unmeasured: not a known-fast hedge
+    assert [d.provider for d in router.plan([group], {}, ProviderPrefs()).deployments] == [
+        "cheap",
+        "mid",
+        "dear",
+    ]
