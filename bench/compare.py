@@ -223,6 +223,9 @@ async def soak(
         sent += step
         failed += phase.samples[target.name].failed
         points.append((sent, proc.rss_kb() or 0))
+        print(
+            f"  soak {sent}: RSS {points[-1][1] / 1024:.1f} MB, {failed} failed", file=sys.stderr, flush=True
+        )
     half = points[len(points) // 2 :]  # past warm-up: allocator pools and caches have settled
     slope = None
     if len(half) >= 2:
