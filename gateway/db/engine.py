@@ -2,7 +2,10 @@
 
 URLs are normalised to async drivers (`sqlite+aiosqlite`, `postgresql+asyncpg`) so a
 plain `postgresql://…` works. SQLite gets WAL and a busy timeout because the ledger
-writer and admin queries run concurrently (and several processes may share the file).
+writer and admin queries run concurrently (and several processes may share the file),
+and its pool hands out the connection returned last: every pooled SQLite connection
+keeps a page cache (up to 2 MB) and prepared statements of its own, so taking them in
+turn warmed every one of them, while the last one returned is usually enough.
 Migrations run through Alembic from the installed `migrations` package; concurrent
 start-ups are serialised (an advisory lock in PostgreSQL, a file lock beside SQLite).
 """
@@ -57,6 +60,7 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     path = sqlite_path(url)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        kwargs.setdefault("pool_use_lifo", True)
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
