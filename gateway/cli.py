@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gateway")
 
+YOUNG_GC_THRESHOLD = 10_000
+
 
 def _refusal(settings: Settings, host: str, workers: int) -> str | None:
     if not settings.auth_enabled and not is_loopback(host):
@@ -51,10 +53,15 @@ def _freeze_heap() -> None:
     """Called once the app has started (its lifespan done): everything imported and built so far
     lives as long as the process, so it is moved out of the collector's reach and full collections
     stop scanning it. Frozen before the lifespan, the runtime's imports (the database driver,
-    tokenizer, telemetry SDK...) stayed in: about 100k objects per full collection, tens to
-    hundreds of milliseconds that stalled every request in flight (the open-loop p99 tail)."""
+    telemetry SDK, routing state...) stayed in: about 20k more objects walked by every full
+    collection, a stall for every request in flight.
+
+    The youngest generation is then collected every `YOUNG_GC_THRESHOLD` allocations rather than
+    700: a served request leaves no cyclic garbage, so most young collections found nothing and
+    only cost time (about 5 % of the CPU of a non-streamed request)."""
     gc.collect()
     gc.freeze()
+    gc.set_threshold(YOUNG_GC_THRESHOLD, *gc.get_threshold()[1:])
 
 
 def _exit_cleanly_after_signal() -> None:

@@ -6,11 +6,14 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
 
-from tests.harness import GatewayProcess, clean_env
+from gateway.app import create_app
+from gateway.config import parse_config
+from tests.harness import GatewayProcess, ServerThread, clean_env, config_for, current_namespace, settings
 
 GATEWAY = [sys.executable, "-m", "gateway.cli"]
 
@@ -71,3 +74,30 @@ def test_demo_serve_routes_streams_and_costs_with_no_keys(tmp_path: Path):
         assert "SIMULATED" in log_text
     finally:
         process.stop()
+
+
+def test_on_started_runs_once_the_app_is_built_and_before_the_first_request(fake, tmp_path):
+    """`gateway serve` freezes the heap from this hook: the lifespan must have built everything by then."""
+    config = parse_config(config_for({"up": fake().url}), "test-config.yaml")
+    config.routing.state_prefix = current_namespace()
+    resolved = settings(tmp_path)
+    seen: list[tuple[bool, bool]] = []
+    outer: list[Any] = []
+
+    def on_started() -> None:
+        app = outer[0]
+        while not hasattr(app, "state"):
+            app = app.app
+        runtime = getattr(app.state, "runtime", None)
+        seen.append((runtime is not None and runtime.accounts is not None, runtime.routing is not None))
+
+    outer.append(create_app(resolved, config, on_started=on_started))
+    with ServerThread(outer[0], resolved) as server:
+        assert seen == [(True, True)]
+        response = httpx.post(
+            f"{server.url}/v1/chat/completions",
+            json={"model": "m", "messages": [{"role": "user", "content": "hi"}]},
+            timeout=30,
+        )
+        assert response.status_code == 200
+    assert seen == [(True, True)]
