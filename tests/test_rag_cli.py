@@ -1,4 +1,6 @@
-"""`gateway rag ingest|list|stats|delete` as a user runs them: a subprocess on a local store."""
+"""`gateway rag ingest|list|stats|delete` on a local store: the first run as a user runs it (a
+subprocess of the installed entry point: its exit code, stdout and stderr), the rest through the
+same `gateway.cli.main` in this process, which spares a start of the interpreter and its imports each."""
 
 from __future__ import annotations
 
@@ -9,7 +11,9 @@ import sys
 from pathlib import Path
 
 import openai
+import pytest
 
+from gateway.cli import main
 from tests.harness import config_for
 
 
@@ -25,7 +29,16 @@ def _rag(*args: str, store: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_ingest_list_stats_delete_and_serve_with_no_config_change(fake, gateway, tmp_path):
+def _rag_here(*args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """`gateway rag …` through the CLI's own entry function; its exit code and stdout."""
+    capsys.readouterr()
+    code = main(["rag", *args])
+    return code, capsys.readouterr().out
+
+
+def test_ingest_list_stats_delete_and_serve_with_no_config_change(
+    fake, gateway, tmp_path, monkeypatch, capsys
+):
     store, docs = tmp_path / "qdrant", tmp_path / "docs"
     docs.mkdir()
     (docs / "bees.md").write_text("# Bees\n\nVisit the hive every seven days from May to July.\n")
@@ -40,12 +53,14 @@ def test_ingest_list_stats_delete_and_serve_with_no_config_change(fake, gateway,
     assert (report["added"], report["failed"]) == (2, 1)
     assert "photo.txt" in first.stderr and "binary" in first.stderr
     (docs / "photo.txt").unlink()
-    again = _rag("ingest", str(docs), "--collection", "notes", "--author", "mara", store=store)
-    assert again.returncode == 0 and "0 added, 0 updated, 2 unchanged" in again.stdout
+    monkeypatch.setenv("QDRANT_PATH", str(store))
+    code, out = _rag_here("ingest", str(docs), "--collection", "notes", "--author", "mara", capsys=capsys)
+    assert code == 0 and "0 added, 0 updated, 2 unchanged" in out
 
-    listed = _rag("list", "--json", store=store)
-    assert json.loads(listed.stdout)[0]["name"] == "notes"
-    stats = json.loads(_rag("stats", "notes", store=store).stdout)
+    code, out = _rag_here("list", "--json", capsys=capsys)
+    assert code == 0 and json.loads(out)[0]["name"] == "notes"
+    code, out = _rag_here("stats", "notes", capsys=capsys)
+    stats = json.loads(out)
     assert stats["documents"] == 2 and stats["embedder"] == "local:all-MiniLM-L6-v2-int8"
 
     up = fake(name="up")
@@ -59,5 +74,5 @@ def test_ingest_list_stats_delete_and_serve_with_no_config_change(fake, gateway,
     assert "25 degrees" in up.sim.requests[-1].body["messages"][0]["content"]
     gw.stop()  # local mode: one process per store
 
-    assert _rag("delete", "notes", store=store).returncode == 0
-    assert _rag("stats", "notes", store=store).returncode == 1
+    assert _rag_here("delete", "notes", capsys=capsys)[0] == 0
+    assert _rag_here("stats", "notes", capsys=capsys)[0] == 1
