@@ -14,6 +14,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 
 from gateway.simulator import Behaviour, Simulator, SimulatorServer
 from tests.harness import ServerThread, new_test_namespace, scrub_developer_env, start_gateway
@@ -114,3 +116,36 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 
     monkeypatch.setattr(asyncio, "sleep", recorded)
     return asked
+
+
+class Collector(SpanProcessor):
+    """Keeps finished spans while a test is collecting; drops them otherwise."""
+
+    def __init__(self) -> None:
+        self.spans: list[ReadableSpan] | None = None
+        self._lock = threading.Lock()
+
+    def on_end(self, span: ReadableSpan) -> None:
+        with self._lock:
+            if self.spans is not None:
+                self.spans.append(span)
+
+    def of_trace(self, trace_id: int) -> list[ReadableSpan]:
+        with self._lock:
+            return [s for s in self.spans or () if s.context.trace_id == trace_id]
+
+
+_COLLECTOR = Collector()
+
+
+@pytest.fixture
+def spans() -> Iterator[Collector]:
+    """Finished spans of this test, from the process's tracer provider (installed once: OpenTelemetry
+    allows one per process)."""
+    if not isinstance(trace.get_tracer_provider(), TracerProvider):
+        provider = TracerProvider()
+        provider.add_span_processor(_COLLECTOR)
+        trace.set_tracer_provider(provider)
+    _COLLECTOR.spans = []
+    yield _COLLECTOR
+    _COLLECTOR.spans = None

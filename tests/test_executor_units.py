@@ -9,10 +9,12 @@ are exact figures. Fast enough to judge each mutant of router_policies/executor.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, StatusCode
 
 from providers.errors import ProviderError, UpstreamProtocolError, UpstreamUnavailable
 from providers.responses_wire import RESPONSES_FIELD
@@ -28,7 +30,7 @@ from router_policies.executor import (
     upstream_call,
 )
 from router_policies.runner import NullObserver, RetrySettings
-from tests.conftest import HandClock
+from tests.conftest import Collector, HandClock
 
 ROLE = {"choices": [{"index": 0, "delta": {"role": "assistant"}}]}
 NO_RETRY = RetrySettings(rounds=1)
@@ -423,3 +425,122 @@ def test_an_observer_that_keeps_no_count_is_told_no_load(hand_clock: HandClock):
     adapter = Adapter(ChatResult({}, Usage(1, 1), LIMITS), hand_clock, takes_s=0.1)
     asyncio.run(complete([dep("a", adapter)], BODY, AttemptLog(), observer))
     assert observer.loads == [None]
+
+
+# --------------------------------------------------------------------------- each attempt's span
+
+
+def traced(spans: Collector, run: Callable[[], Any]) -> tuple[Any, dict[str, Any]]:
+    """Run `run` inside a recording request span; its result and the finished attempt spans by name."""
+    with trace.get_tracer("tests").start_as_current_span("request") as parent:
+        result = run()
+    ended = [s for s in spans.of_trace(parent.get_span_context().trace_id) if s.name != "request"]
+    return result, {s.name: s for s in ended}
+
+
+def test_a_whole_answer_s_attempts_are_spans_with_request_answer_and_cost(
+    spans: Collector, hand_clock: HandClock
+):
+    usage = Usage(prompt_tokens=1000, completion_tokens=500)
+    body = {**BODY, "max_tokens": 64, "temperature": 0.5, "top_p": 0.9}
+    answer = ChatResult(
+        {"id": "chat-1", "model": "b-served", "choices": [{"finish_reason": "stop"}]}, usage, LIMITS
+    )
+    broken = Adapter(UpstreamUnavailable("down", provider="a", status=503), hand_clock, takes_s=0.1)
+    good = Adapter(answer, hand_clock, takes_s=0.2)
+    plan = [dep("a", broken), dep("b", good)]
+    _, by_name = traced(
+        spans, lambda: asyncio.run(complete(plan, body, AttemptLog(), Observer(), retry=NO_RETRY))
+    )
+    failed, ok = by_name["chat a-model"], by_name["chat b-model"]
+    assert failed.kind == SpanKind.CLIENT and ok.kind == SpanKind.CLIENT
+    assert dict(failed.attributes or {}) == {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.system": "a",
+        "gen_ai.provider.name": "a",
+        "gen_ai.request.model": "a-model",
+        "gateway.deployment": "a/a-model",
+        "gen_ai.request.max_tokens": 64,
+        "gen_ai.request.temperature": 0.5,
+        "gen_ai.request.top_p": 0.9,
+        "error.type": "unavailable",
+        "gateway.outcome": "unavailable",
+        "http.response.status_code": 503,
+    }
+    assert failed.status.status_code == StatusCode.ERROR
+    attributes = dict(ok.attributes or {})
+    assert {k: attributes[k] for k in attributes if not k.startswith("gen_ai.request")} == {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.system": "b",
+        "gen_ai.provider.name": "b",
+        "gateway.deployment": "b/b-model",
+        "gateway.outcome": "ok",
+        "gen_ai.response.id": "chat-1",
+        "gen_ai.response.model": "b-served",
+        "gen_ai.response.finish_reasons": ("stop",),
+        "gen_ai.usage.input_tokens": 1000,
+        "gen_ai.usage.output_tokens": 500,
+        "gateway.cost_usd": pytest.approx(0.002),  # 1000 at $1/M and 500 at $2/M
+    }
+
+
+def test_an_embedding_attempt_is_an_embeddings_span(spans: Collector, hand_clock: HandClock):
+    answer = EmbeddingsResult({"data": [], "model": "e-served"}, Usage(prompt_tokens=3), LIMITS)
+    adapter = Adapter(answer, hand_clock, takes_s=0.1)
+    _, by_name = traced(spans, lambda: asyncio.run(embed([dep("e", adapter)], {"input": "x"}, AttemptLog())))
+    attributes = dict(by_name["embeddings e-model"].attributes or {})
+    assert attributes["gen_ai.operation.name"] == "embeddings" and attributes["gateway.outcome"] == "ok"
+    assert attributes["gen_ai.response.model"] == "e-served" and attributes["gen_ai.usage.input_tokens"] == 3
+
+
+def test_a_stream_s_span_has_its_first_byte_and_first_token_times_and_ends_on_close(
+    spans: Collector, hand_clock: HandClock
+):
+    chunks = [
+        {"id": "s-1", "model": "a-served", **ROLE},
+        text("Hi"),
+        {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+        usage_chunk(4),
+    ]
+    adapter = Adapter(chunks, hand_clock, takes_s=0.05, gap_s=0.1)
+
+    async def run() -> None:
+        started = await start_stream([dep("a", adapter)], BODY, AttemptLog(), Observer())
+        async for _ in started.rest:
+            pass
+        await started.aclose()
+        await started.aclose()  # the span ends once
+
+    _, by_name = traced(spans, lambda: asyncio.run(run()))
+    attributes = dict(by_name["chat a-model"].attributes or {})
+    assert attributes["gateway.time_to_first_byte_ms"] == pytest.approx(50.0)
+    assert attributes["gateway.time_to_first_token_ms"] == pytest.approx(250.0)  # the role chunk is no token
+    assert (attributes["gen_ai.response.id"], attributes["gen_ai.response.model"]) == ("s-1", "a-served")
+    assert attributes["gen_ai.response.finish_reasons"] == ("stop",)
+    assert (attributes["gen_ai.usage.output_tokens"], attributes["gateway.outcome"]) == (4, "ok")
+
+
+def test_a_stream_that_fails_before_or_after_content_ends_its_span_as_that_failure(
+    spans: Collector, hand_clock: HandClock
+):
+    before = Adapter([ROLE, UpstreamProtocolError("cut", provider="a")], hand_clock, gap_s=0.1)
+    after = Adapter([text("partial"), UpstreamProtocolError("died", provider="b")], hand_clock, gap_s=0.1)
+    refused = Adapter(UpstreamUnavailable("down", provider="c", status=503), hand_clock)
+
+    async def run() -> None:
+        plan = [dep("c", refused), dep("a", before), dep("b", after)]
+        started = await start_stream(plan, BODY, AttemptLog(), Observer(), retry=NO_RETRY)
+        with pytest.raises(UpstreamProtocolError):
+            async for _ in started.rest:
+                pass
+        await started.aclose()
+
+    _, by_name = traced(spans, lambda: asyncio.run(run()))
+    outcomes = {name: dict(s.attributes or {}).get("gateway.outcome") for name, s in by_name.items()}
+    assert outcomes == {
+        "chat c-model": "unavailable",
+        "chat a-model": "protocol_error",
+        "chat b-model": "protocol_error",
+    }
+    assert all(s.status.status_code == StatusCode.ERROR for s in by_name.values())
+    assert "gateway.time_to_first_token_ms" not in dict(by_name["chat a-model"].attributes or {})

@@ -3,53 +3,20 @@
 from __future__ import annotations
 
 import os
-import threading
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import openai
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
 
 from gateway.simulator import Behaviour
+from tests.conftest import Collector
 from tests.harness import config_for, wait_for
 
 MESSAGES = [{"role": "user", "content": "hi"}]
-
-
-class Collector(SpanProcessor):
-    """Keeps finished spans while a test is collecting; drops them otherwise."""
-
-    def __init__(self) -> None:
-        self.spans: list[ReadableSpan] | None = None
-        self._lock = threading.Lock()
-
-    def on_end(self, span: ReadableSpan) -> None:
-        with self._lock:
-            if self.spans is not None:
-                self.spans.append(span)
-
-    def of_trace(self, trace_id: int) -> list[ReadableSpan]:
-        with self._lock:
-            return [s for s in self.spans or () if s.context.trace_id == trace_id]
-
-
-_COLLECTOR = Collector()
-
-
-@pytest.fixture
-def spans() -> Iterator[Collector]:
-    """The process's tracer provider (installed once: OpenTelemetry allows one per process)."""
-    if not isinstance(trace.get_tracer_provider(), TracerProvider):
-        provider = TracerProvider()
-        provider.add_span_processor(_COLLECTOR)
-        trace.set_tracer_provider(provider)
-    _COLLECTOR.spans = []
-    yield _COLLECTOR
-    _COLLECTOR.spans = None
 
 
 def _traceparent() -> tuple[str, int, int]:
