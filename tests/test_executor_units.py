@@ -9,7 +9,7 @@ are exact figures. Fast enough to judge each mutant of router_policies/executor.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -19,7 +19,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from providers.errors import ProviderError, UpstreamProtocolError, UpstreamUnavailable
 from providers.responses_wire import RESPONSES_FIELD
 from providers.types import ChatResult, EmbeddingsResult, RateLimitInfo, Timeouts, UpstreamCall, Usage
-from router_policies.attempts import AttemptLog
+from router_policies.attempts import AllAttemptsFailed, AttemptLog
 from router_policies.deployment import Deployment
 from router_policies.executor import (
     StartedStream,
@@ -54,29 +54,29 @@ class Stream:
     def __init__(
         self, chunks: list[Any], hand_clock: HandClock | None, gap_s: float, rate_limit: RateLimitInfo
     ) -> None:
-        self.chunks = chunks
+        self.chunks = list(chunks)
         self.clock = hand_clock
         self.gap_s = gap_s
         self.rate_limit = rate_limit
         self.closed = False
         self.iterator_closed = False
 
-    def __aiter__(self) -> AsyncIterator[Any]:
-        return self._iterate()
+    def __aiter__(self) -> Stream:
+        return self
 
-    async def _iterate(self) -> AsyncIterator[Any]:
-        try:
-            for chunk in self.chunks:
-                if self.clock is not None:
-                    self.clock.now += self.gap_s
-                if isinstance(chunk, BaseException):
-                    raise chunk
-                yield chunk
-        finally:
-            self.iterator_closed = True
+    async def __anext__(self) -> Any:
+        if not self.chunks:
+            raise StopAsyncIteration
+        chunk = self.chunks.pop(0)
+        if self.clock is not None:
+            self.clock.now += self.gap_s
+        if isinstance(chunk, BaseException):
+            raise chunk
+        return chunk
 
     async def aclose(self) -> None:
-        self.closed = True
+        """The iterator's close and the stream's are the same call here; both are recorded."""
+        self.closed = self.iterator_closed = True
 
 
 class Adapter:
@@ -153,10 +153,10 @@ class Counting(Observer):
 
     def __init__(self, in_flight: int) -> None:
         super().__init__()
-        self.count = in_flight
+        self.count = {"a": in_flight}
 
     def in_flight(self, d: Deployment) -> int:
-        return self.count
+        return self.count[d.provider]
 
 
 BODY = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
@@ -309,6 +309,7 @@ def test_an_upstream_that_dies_after_its_role_chunk_is_failed_over_and_closed(ha
         started = await start_stream(
             [dep("a", dies), dep("b", good)], BODY, AttemptLog(), observer, retry=NO_RETRY
         )
+        assert dies.streams[0].closed  # closed as it failed, not left to the garbage collector
         await started.aclose()
         return started
 
@@ -376,10 +377,12 @@ def test_a_stream_closed_early_reports_no_throughput_and_closes_the_upstream(han
 
     async def run() -> None:
         started = await start_stream([dep("a", adapter)], BODY, AttemptLog(), observer)
+        assert not adapter.streams[0].closed
+        await started.rest.__anext__()
         await started.aclose()  # the client went away before reading on
+        assert adapter.streams[0].closed and started.rest.ag_frame is None  # both closed, at once
 
     asyncio.run(run())
-    assert adapter.streams[0].iterator_closed
     assert observer.finished_with == [("a", pytest.approx(100.0), None, LIMITS, None)]
 
 
@@ -544,3 +547,35 @@ def test_a_stream_that_fails_before_or_after_content_ends_its_span_as_that_failu
     }
     assert all(s.status.status_code == StatusCode.ERROR for s in by_name.values())
     assert "gateway.time_to_first_token_ms" not in dict(by_name["chat a-model"].attributes or {})
+
+
+def test_a_failed_attempt_is_not_retried_when_the_model_allows_one_round(hand_clock: HandClock):
+    down = Adapter(UpstreamUnavailable("down", provider="a", status=503, retry_after_s=0.01), hand_clock)
+    for run in (
+        lambda: complete([dep("a", down)], BODY, AttemptLog(), retry=NO_RETRY),
+        lambda: embed([dep("a", down)], BODY, AttemptLog(), retry=NO_RETRY),
+        lambda: start_stream([dep("a", down)], BODY, AttemptLog(), retry=NO_RETRY),
+    ):
+        with pytest.raises(AllAttemptsFailed):
+            asyncio.run(run())
+    assert len(down.calls) == 3  # once each, not twice (two rounds is the default)
+
+
+def test_the_attempt_s_span_is_current_while_the_adapter_is_called(spans: Collector, hand_clock: HandClock):
+    seen: list[str] = []
+
+    class Watching(Adapter):
+        async def _respond(self, call: UpstreamCall) -> Any:
+            seen.append(getattr(trace.get_current_span(), "name", "?"))
+            return await super()._respond(call)
+
+    whole = Watching(ChatResult({}, Usage(1, 1), LIMITS), hand_clock)
+    streamed = Watching([text("a")], hand_clock)
+
+    async def run() -> None:
+        await complete([dep("a", whole)], BODY, AttemptLog())
+        started = await start_stream([dep("b", streamed)], BODY, AttemptLog())
+        await started.aclose()
+
+    traced(spans, lambda: asyncio.run(run()))
+    assert seen == ["chat a-model", "chat b-model"]  # so the transport sends its traceparent
