@@ -227,3 +227,56 @@ def test_a_plan_with_a_prompt_prefix_remembers_who_answered_it():
     observer.succeeded(MID)
     assert store.sticky("k1") == MID.id and router.in_flight(MID) == 1  # the rest is the router's
     assert observer.available(MID)
+
+
+def test_a_plan_says_what_it_left_out_and_why_in_its_metadata():
+    router, _, _ = setup({"m": PRICED, "backup": PRICED})
+    other = dep("other")
+    open_breaker(router, CHEAP)
+    open_breaker(router, other)
+    plan = router.plan([ModelGroup("m", [CHEAP, MID]), ModelGroup("backup", [other, DEAR])], {})
+    reason = "breaker open: 1 consecutive failures (unavailable 503)"
+    assert plan.metadata(AttemptLog())["excluded"] == [
+        {"deployment": "cheap/cheap-model", "reason": reason},
+        {"deployment": "other/other-model", "reason": reason},
+    ]
+    assert plan.retry == RetrySettings() and [d.provider for d in plan.deployments] == ["mid", "dear"]
+
+
+def test_the_key_s_preferences_reach_every_model_of_a_fallback_list():
+    router, _, _ = setup({"m": PRICED, "backup": PRICED})
+    groups = [ModelGroup("m", [MID]), ModelGroup("backup", [CHEAP, DEAR])]
+    plan = router.plan(groups, {}, key=ProviderPrefs(ignore=("cheap",)))
+    assert [d.provider for d in plan.deployments] == ["mid", "dear"]
+    asked = router.plan(groups, {}, ProviderPrefs(ignore=("dear",)))
+    assert [d.provider for d in asked.deployments] == ["mid", "cheap"]
+
+
+def test_each_candidate_says_why_it_is_where_it_is():
+    router, _, _ = setup({"m": PRICED})
+    busy = dep("busy", 0.5, max_concurrency=1)
+    router.started(busy)
+    plan = router.plan([ModelGroup("m", [busy, CHEAP])], {})
+    assert [d.provider for d in plan.deployments] == ["cheap", "busy"]  # at capacity: last
+    by_name = {c.deployment.provider: c.reasons for c in plan.candidates}
+    assert by_name["cheap"][-1] == "has room" and by_name["busy"][-1] == "fallback: at capacity"
+    pinned = router.plan([ModelGroup("m", [busy, CHEAP])], {}, ProviderPrefs(order=("busy",)))
+    assert [d.provider for d in pinned.deployments] == ["busy", "cheap"]  # named: keeps its place
+    assert pinned.candidates[0].reasons[-1] == "has room"
+    targets = ProviderPrefs(preferred_max_latency=Cutoffs(p50=5.0))
+    assert (
+        router.plan([ModelGroup("m", [CHEAP])], {}, targets).candidates[0].reasons[-1] == "meets the targets"
+    )
+
+
+def test_a_probe_s_success_closes_the_breaker_and_its_timings_are_kept():
+    router, store, clock = setup()
+    open_breaker(router, CHEAP)
+    clock.now += 11  # the cooldown is over: one probe
+    assert router.available(CHEAP)
+    router.started(CHEAP)
+    router.succeeded(CHEAP)
+    router.finished(CHEAP, 80.0, 25.0, None, Usage(prompt_tokens=9, completion_tokens=4), 0)
+    assert store.state(CHEAP.id).breaker.state(clock.now) == "closed" and router.available(CHEAP)
+    summary = store.state(CHEAP.id).window.summary()
+    assert summary.tps_p50 == 25.0 and summary.ttft_p50_ms == 80.0
