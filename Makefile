@@ -54,8 +54,8 @@ test: $(STAMP) $(CHARTS) browser tools
 # MUTATE picks mutants by name, e.g. MUTATE='router_policies.breaker*'; empty runs them all.
 MUTATE ?= providers.classify* router_policies.breaker* router_policies.policies* router_policies.stats* \
 	router_policies.prefs* router_policies.candidates* router_policies.stickiness* router_policies.deployment* \
-	router_policies.attempts* gateway.limits* gateway.ledger.aggregates* gateway.ledger.queries* \
-	gateway.ledger.rollups* gateway.ledger.spool*
+	router_policies.attempts* router_policies.runner* router_policies.executor* router_policies.router* \
+	gateway.limits* gateway.ledger.aggregates* gateway.ledger.queries* gateway.ledger.rollups* gateway.ledger.spool*
 mutate: $(STAMP)
 	$(BIN)/mutmut run --max-children 2 $(foreach m,$(MUTATE),"$(m)")
 	$(BIN)/mutmut results
