@@ -61,22 +61,35 @@ class Stream:
         self.closed = False
         self.iterator_closed = False
 
-    def __aiter__(self) -> Stream:
+    def __aiter__(self) -> _Chunks:
+        return _Chunks(self)
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+class _Chunks:
+    """A stream's iterator, closed on its own (as an adapter's generator is)."""
+
+    def __init__(self, stream: Stream) -> None:
+        self.stream = stream
+
+    def __aiter__(self) -> _Chunks:
         return self
 
     async def __anext__(self) -> Any:
-        if not self.chunks:
+        stream = self.stream
+        if not stream.chunks:
             raise StopAsyncIteration
-        chunk = self.chunks.pop(0)
-        if self.clock is not None:
-            self.clock.now += self.gap_s
+        chunk = stream.chunks.pop(0)
+        if stream.clock is not None:
+            stream.clock.now += stream.gap_s
         if isinstance(chunk, BaseException):
             raise chunk
         return chunk
 
     async def aclose(self) -> None:
-        """The iterator's close and the stream's are the same call here; both are recorded."""
-        self.closed = self.iterator_closed = True
+        self.stream.iterator_closed = True
 
 
 class Adapter:
@@ -309,7 +322,7 @@ def test_an_upstream_that_dies_after_its_role_chunk_is_failed_over_and_closed(ha
         started = await start_stream(
             [dep("a", dies), dep("b", good)], BODY, AttemptLog(), observer, retry=NO_RETRY
         )
-        assert dies.streams[0].closed  # closed as it failed, not left to the garbage collector
+        assert dies.streams[0].closed and dies.streams[0].iterator_closed  # closed as it failed
         await started.aclose()
         return started
 
@@ -377,10 +390,10 @@ def test_a_stream_closed_early_reports_no_throughput_and_closes_the_upstream(han
 
     async def run() -> None:
         started = await start_stream([dep("a", adapter)], BODY, AttemptLog(), observer)
-        assert not adapter.streams[0].closed
+        assert not adapter.streams[0].iterator_closed
         await started.rest.__anext__()
         await started.aclose()  # the client went away before reading on
-        assert adapter.streams[0].closed and started.rest.ag_frame is None  # both closed, at once
+        assert adapter.streams[0].iterator_closed and started.rest.ag_frame is None  # both closed, at once
 
     asyncio.run(run())
     assert observer.finished_with == [("a", pytest.approx(100.0), None, LIMITS, None)]
