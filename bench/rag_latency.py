@@ -168,7 +168,7 @@ def _line(label: str, times: list[float], extra: str = "") -> str:
 
 async def run(args: argparse.Namespace) -> None:
     embedder = LocalEmbedder(query_threads=args.query_threads)
-    embedder.load()
+    embedder.load(documents=True)
     print(f"load average at start: {' '.join(f'{x:.1f}' for x in os.getloadavg())} ({os.cpu_count()} cores)")
     with tempfile.TemporaryDirectory() as tmp:
         store = await Store(path=Path(tmp)).open()
