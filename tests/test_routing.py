@@ -137,7 +137,9 @@ def test_failing_provider_is_bypassed_kept_out_and_let_back_in(fake, gateway, fa
     flaky, steady = fake(behaviour=failure, name="flaky"), fake(name="steady")
     config = routing_config(
         {
-            "flaky": {"url": flaky.url, "price": 1.0, "first_byte_timeout_ms": 150},
+            # Well under the stalling case's 2 s, well over a healthy answer on a loaded machine:
+            # once recovered, flaky must never time out.
+            "flaky": {"url": flaky.url, "price": 1.0, "first_byte_timeout_ms": 1000},
             "steady": {"url": steady.url, "price": 5.0},
         },
         routing={"policy": "price", "retries": 0},
