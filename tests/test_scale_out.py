@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -32,8 +33,9 @@ ADMIN_HEADERS = {"authorization": f"Bearer {ADMIN}"}
 
 def _config(fake: Any, prefix: str) -> tuple[str, Fake, Fake, Fake]:
     cheap, spare = fake(name="cheap"), fake(name="spare")
-    slow = fake(name="slow", behaviour=Behaviour(first_byte_ms=3000))
-    spare_slow = fake(name="spareslow", behaviour=Behaviour(first_byte_ms=3000))
+    # Slow enough that the in-flight calls are all still open when the last one is routed.
+    slow = fake(name="slow", behaviour=Behaviour(first_byte_ms=8000))
+    spare_slow = fake(name="spareslow", behaviour=Behaviour(first_byte_ms=8000))
     routing = {"policy": "price", "retries": 0}
     busy_model = {
         "name": "busy",
@@ -131,16 +133,26 @@ def test_three_replicas_hold_in_flight_breakers_rpm_and_budgets_globally(fleet):
     # In-flight: `slow` takes 2 at once across the fleet; the others go to the dearer spare.
     answers: list[str] = []
 
-    for url in urls:  # the first request of a process is slower: keep it out of the staggered ones
+    for url in urls:  # the first request of a process is slower: keep it out of the busy ones
         assert _post(url, ADMIN_HEADERS).status_code == 200
 
     def busy_call(i: int) -> None:
-        time.sleep(0.4 * i)  # staggered, so each replica has seen the others' counts (50 ms sync)
         answers.append(_post(urls[i % 3], ADMIN_HEADERS, model="busy").json()["provider"])
 
-    with ThreadPoolExecutor(max_workers=6) as pool:
-        list(pool.map(busy_call, range(6)))
-    assert sorted(answers) == ["slow", "slow", "spareslow", "spareslow", "spareslow", "spareslow"], answers
+    def slow_in_flight_seen_by(url: str, count: int) -> bool:
+        data = httpx.get(f"{url}/admin/api/deployments", headers=ADMIN_HEADERS, timeout=10).json()["data"]
+        return next(d["in_flight"] for d in data if d["deployment"] == "slow/s") == count
+
+    busy = ThreadPoolExecutor(max_workers=6)
+    calls = []
+    for i in range(6):
+        # Each call goes out once its replica has seen every earlier one on `slow` (through
+        # Redis for the other replicas' calls), so the 2-at-once limit is judged on the
+        # fleet's count, not on how fast the sync ran this time.
+        url, seen = urls[i % 3], min(i, 2)
+        wait_until(partial(slow_in_flight_seen_by, url, seen), 5.0, f"replica {i % 3} to see {seen} on slow")
+        calls.append(busy.submit(busy_call, i))
+    # Their answers are checked at the end: the checks below use other deployments meanwhile.
 
     # Breakers: one replica meets a 429, the other two stop sending there.
     cheap = fleet["cheap"]
@@ -179,6 +191,11 @@ def test_three_replicas_hold_in_flight_breakers_rpm_and_budgets_globally(fleet):
         return status["budget"]["spent_usd"] if status["budget"]["spent_usd"] > 0 else None
 
     assert wait_for(spent, timeout_s=10) <= 8.5 * cost + cost  # overspend bounded by one request
+
+    for call in calls:
+        call.result(timeout=30)
+    busy.shutdown()
+    assert sorted(answers) == ["slow", "slow", "spareslow", "spareslow", "spareslow", "spareslow"], answers
 
 
 def test_sigkill_mid_load_loses_no_answered_row(fleet, capsys):
