@@ -102,14 +102,14 @@ def test_with_a_latency_target_the_hedge_waits_as_long_as_the_next_can_still_mee
         api.chat.completions.create(
             model="m", messages=MESSAGES, extra_body={"provider": {"only": ["second"]}}
         )
-    first.sim.behaviour = Behaviour(first_byte_ms=900)  # late, but within the target
+    first.sim.behaviour = Behaviour(first_byte_ms=300)  # late, but well within the target
     # No target: hedged after first's p90 (~30 ms); the next answers first.
     answer = api.chat.completions.create(model="m", messages=MESSAGES)
     assert provider_of(answer) == "second"
     assert [a["provider"] for a in answer.model_extra["gateway"]["attempts"]] == ["first", "second"]
     wait_until(lambda: first.sim.in_flight == 0, 5.0, "the loser's upstream request to be closed")
-    # A 1.5 s target: the hedge would start ~1.47 s in (1.5 s less second's p90); first answers at 0.9 s.
-    target = {"provider": {"preferred_max_latency": 1.5}}
+    # A 2 s target: the hedge would start ~1.97 s in (2 s less second's p90); first answers at 0.3 s.
+    target = {"provider": {"preferred_max_latency": 2}}
     answer = api.chat.completions.create(model="m", messages=MESSAGES, extra_body=target)
     assert provider_of(answer) == "first"
     assert [a["provider"] for a in answer.model_extra["gateway"]["attempts"]] == ["first"]
