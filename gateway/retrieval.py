@@ -83,6 +83,8 @@ class RagService:
                 await asyncio.to_thread(embedder.load)
             if collection.seed:
                 await self.seed(collection, embedder)
+                if isinstance(embedder, LocalEmbedder):  # serving needs only the questions' session
+                    await asyncio.to_thread(embedder.release_documents)
 
     async def seed(self, collection: CollectionConfig, embedder: Embedder) -> None:
         def documents() -> list[Any]:

@@ -26,6 +26,9 @@ gateway, which implements this protocol; `rag` never imports the gateway.
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
+import gc
 import itertools
 import os
 import re
@@ -158,6 +161,23 @@ class LocalEmbedder:
             for slot in range(self._document_sessions):
                 self._session(self._threads, slot)
 
+    @property
+    def document_sessions_loaded(self) -> int:
+        """How many documents' sessions are built now (each holds about 160 MB)."""
+        return sum(1 for _, slot in self._models if slot != QUERY_SLOT)
+
+    def release_documents(self) -> None:
+        """Drop the documents' sessions until the next ingest builds them again: for a caller
+        that ingested once (a gateway seeding its collections at start-up) and will mostly
+        answer questions. Each holds about 160 MB; glibc is asked to give the freed memory
+        back to the system (without it, most of it stays in the process's heap)."""
+        with self._load_lock:
+            for threads, slot in [key for key in self._models if key[1] != QUERY_SLOT]:
+                del self._models[(threads, slot)]
+                self._loaded.pop(self._shared_key(threads, slot), None)
+        gc.collect()
+        _return_freed_memory()
+
     def _claim_slot(self) -> None:
         """Runs once on each documents' thread: which of the side-by-side sessions it uses."""
         self._slot.index = next(self._slots)
@@ -171,6 +191,10 @@ class LocalEmbedder:
                 self._models[(threads, slot)] = self._build(threads, slot)
             return self._models[(threads, slot)]
 
+    def _shared_key(self, threads: int | None, slot: int) -> tuple[str, ...]:
+        """The key of a session in the process-wide cache (`_loaded`): same files, same session."""
+        return (str(self._model_path), str(self._tokenizer_dir), self._name, str(threads), str(slot))
+
     def _build(self, threads: int | None, slot: int) -> Any:
         from fastembed import TextEmbedding
         from fastembed.common.model_description import ModelSource, PoolingType
@@ -182,7 +206,7 @@ class LocalEmbedder:
         if not model_path.is_file():
             raise EmbedderFailed(self.id, f"no ONNX model at {model_path}")
         registry_name = f"gateway-rag/{self._name}"
-        key = (str(model_path), str(tokenizer_dir), str(threads), str(slot))
+        key = self._shared_key(threads, slot)
         with self._register_lock:
             if key in self._loaded:
                 return self._loaded[key]
@@ -249,3 +273,15 @@ class LocalEmbedder:
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._query_executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _return_freed_memory() -> None:
+    """glibc's malloc_trim: hand freed heap pages back to the system. A no-op elsewhere."""
+    libc_name = ctypes.util.find_library("c")
+    if libc_name is None:
+        return
+    try:
+        trim = ctypes.CDLL(libc_name).malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return
+    trim(0)

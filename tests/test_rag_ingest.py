@@ -133,3 +133,25 @@ async def test_side_by_side_sessions_return_each_text_its_own_vector_in_order() 
     assert len(spread) == len(texts) == len(whole)
     for a, b in zip(spread, whole, strict=True):
         assert max(abs(x - y) for x, y in zip(a, b, strict=True)) < 1e-4
+
+
+async def test_released_documents_sessions_are_built_again_by_the_next_ingest() -> None:
+    """A gateway drops them after seeding; a later ingest must still work and embed the same."""
+    from rag.embedders import LocalEmbedder
+
+    texts = [f"post {i}: the press prints posters on Fridays" for i in range(32)]
+    embedder = LocalEmbedder(document_sessions=2, batch_size=16)
+    try:
+        embedder.load()
+        assert embedder.document_sessions_loaded == 0  # warming up builds only the questions' session
+        first = await embedder.embed_documents(texts)
+        assert embedder.document_sessions_loaded >= 1  # one per thread that took a slice
+        embedder.release_documents()
+        assert embedder.document_sessions_loaded == 0
+        again = await embedder.embed_documents(texts)
+        assert embedder.document_sessions_loaded >= 1
+    finally:
+        embedder.close()
+    assert all(
+        max(abs(x - y) for x, y in zip(a, b, strict=True)) < 1e-6 for a, b in zip(first, again, strict=True)
+    )
