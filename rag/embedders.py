@@ -131,7 +131,7 @@ class LocalEmbedder:
         self._threads = threads if threads is not None or self._document_sessions == 1 else 1
         self._query_threads = query_threads
         self._batch_size = batch_size
-        self._models: dict[tuple[int | None, int], Any] = {}
+        self._models: dict[int, Any] = {}  # by slot: QUERY_SLOT, or a documents' session's index
         self._load_lock = threading.Lock()
         self._slots = itertools.count()
         self._slot = threading.local()
@@ -156,15 +156,15 @@ class LocalEmbedder:
         first ingest, so a gateway that only answers questions never holds them;
         `documents=True` builds them now too, for a caller about to ingest.
         """
-        self._session(self._query_threads, QUERY_SLOT)
+        self._session(QUERY_SLOT)
         if documents:
             for slot in range(self._document_sessions):
-                self._session(self._threads, slot)
+                self._session(slot)
 
     @property
     def document_sessions_loaded(self) -> int:
         """How many documents' sessions are built now (each holds about 160 MB)."""
-        return sum(1 for _, slot in self._models if slot != QUERY_SLOT)
+        return sum(1 for slot in self._models if slot != QUERY_SLOT)
 
     def release_documents(self) -> None:
         """Drop the documents' sessions until the next ingest builds them again: for a caller
@@ -172,9 +172,9 @@ class LocalEmbedder:
         answer questions. Each holds about 160 MB; glibc is asked to give the freed memory
         back to the system (without it, most of it stays in the process's heap)."""
         with self._load_lock:
-            for threads, slot in [key for key in self._models if key[1] != QUERY_SLOT]:
-                del self._models[(threads, slot)]
-                self._loaded.pop(self._shared_key(threads, slot), None)
+            for slot in [slot for slot in self._models if slot != QUERY_SLOT]:
+                del self._models[slot]
+                self._loaded.pop(self._shared_key(slot), None)
         gc.collect()
         _return_freed_memory()
 
@@ -182,20 +182,29 @@ class LocalEmbedder:
         """Runs once on each documents' thread: which of the side-by-side sessions it uses."""
         self._slot.index = next(self._slots)
 
-    def _session(self, threads: int | None, slot: int) -> Any:
-        loaded = self._models.get((threads, slot))  # no lock once loaded: a build of another holds it
+    def _session(self, slot: int) -> Any:
+        loaded = self._models.get(slot)  # no lock once loaded: a build of another holds it
         if loaded is not None:
             return loaded
         with self._load_lock:
-            if (threads, slot) not in self._models:
-                self._models[(threads, slot)] = self._build(threads, slot)
-            return self._models[(threads, slot)]
+            if slot not in self._models:
+                self._models[slot] = self._build(slot)
+            return self._models[slot]
 
-    def _shared_key(self, threads: int | None, slot: int) -> tuple[str, ...]:
+    def _threads_of(self, slot: int) -> int | None:
+        return self._query_threads if slot == QUERY_SLOT else self._threads
+
+    def _shared_key(self, slot: int) -> tuple[str, ...]:
         """The key of a session in the process-wide cache (`_loaded`): same files, same session."""
-        return (str(self._model_path), str(self._tokenizer_dir), self._name, str(threads), str(slot))
+        return (
+            str(self._model_path),
+            str(self._tokenizer_dir),
+            self._name,
+            str(self._threads_of(slot)),
+            str(slot),
+        )
 
-    def _build(self, threads: int | None, slot: int) -> Any:
+    def _build(self, slot: int) -> Any:
         from fastembed import TextEmbedding
         from fastembed.common.model_description import ModelSource, PoolingType
 
@@ -206,7 +215,7 @@ class LocalEmbedder:
         if not model_path.is_file():
             raise EmbedderFailed(self.id, f"no ONNX model at {model_path}")
         registry_name = f"gateway-rag/{self._name}"
-        key = self._shared_key(threads, slot)
+        key = self._shared_key(slot)
         with self._register_lock:
             if key in self._loaded:
                 return self._loaded[key]
@@ -223,7 +232,7 @@ class LocalEmbedder:
             model = TextEmbedding(
                 registry_name,
                 specific_model_path=str(tokenizer_dir),
-                threads=threads,
+                threads=self._threads_of(slot),
                 lazy_load=False,
                 # A documents' session without onnxruntime's arena: the arena keeps the
                 # largest batch's buffers for good (about 130 MB at 64 texts, 500 MB at
@@ -234,10 +243,7 @@ class LocalEmbedder:
             return model
 
     def _embed_blocking(self, texts: Sequence[str], query: bool = False) -> list[Vector]:
-        if query:
-            model = self._session(self._query_threads, QUERY_SLOT)
-        else:
-            model = self._session(self._threads, getattr(self._slot, "index", 0))
+        model = self._session(QUERY_SLOT if query else getattr(self._slot, "index", 0))
         return [v.tolist() for v in model.embed(list(texts), batch_size=self._batch_size)]
 
     async def _run(self, texts: Sequence[str], query: bool = False) -> list[Vector]:
